@@ -1,0 +1,1 @@
+"""Continual learning of conditional GANs on Keras 3."""

@@ -1,0 +1,27 @@
+"""The only backend-specific code: differentiate, apply, and run a step.
+
+Each submodule (`tensorflow`, `jax`, `torch`) provides:
+
+- `minimize(loss_fn, variables, optimizer)`: calls `loss_fn()` (returning
+  `(loss, aux)`), differentiates `loss` with respect to `variables`, applies
+  `optimizer` and returns `(loss, aux)`.
+- `input_gradient(fn, x)`: the gradient of `sum(fn(x))` with respect to `x`,
+  itself differentiable (the gradient penalty's double backprop).
+- `run_train_step(model, step_fn, *args)`: adapts Keras' `train_step`
+  calling convention for the backend to the stateful `step_fn(data)`.
+- `JIT_COMPILE`: the `jit_compile` value that is fastest for a GAN step.
+"""
+
+import importlib
+
+import keras
+
+
+def training_backend():
+    """The training-backend module for the active `KERAS_BACKEND`."""
+    name = keras.config.backend()
+    if name not in ("tensorflow", "jax", "torch"):
+        raise ValueError(
+            f"keras_mergan supports the tensorflow, jax and torch backends, not {name!r}"
+        )
+    return importlib.import_module(f"keras_mergan.backend.{name}")

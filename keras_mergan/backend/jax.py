@@ -1,0 +1,73 @@
+"""JAX: a pure `train_step(state, data)` run through `StatelessScope`s.
+
+Keras' JAX trainer hands `train_step` the model's state as value lists and
+expects the new lists back. The generic step is written statefully, so it
+runs inside a `StatelessScope` mapping every state variable to its value;
+`assign` calls inside it are recorded there and returned as the new state.
+`minimize` differentiates through a nested scope in which the chosen
+variables are bound to `jax.grad`'s arguments.
+"""
+
+import contextvars
+
+import jax
+import jax.numpy as jnp
+from keras import StatelessScope
+from keras.src.backend.common.stateless_scope import get_stateless_scope
+
+JIT_COMPILE = True
+
+_state_variables = contextvars.ContextVar("keras_mergan_state_variables")
+
+
+def _state_groups(model):
+    return (
+        model.trainable_variables,
+        model.non_trainable_variables,
+        model.optimizer.variables,
+        model.metrics_variables,
+    )
+
+
+def run_train_step(model, step_fn, state, data):
+    groups = _state_groups(model)
+    mapping = [
+        pair for variables, values in zip(groups, state) for pair in zip(variables, values)
+    ]
+    token = _state_variables.set([v for variables in groups for v in variables])
+    try:
+        with StatelessScope(state_mapping=mapping) as scope:
+            logs = step_fn(data)
+    finally:
+        _state_variables.reset(token)
+    new_state = tuple(
+        [scope.get_current_value(v) for v in variables] for variables in groups
+    )
+    return logs, new_state
+
+
+def minimize(loss_fn, variables, optimizer):
+    outer = get_stateless_scope()
+    targets = {id(v) for v in variables}
+    others = [v for v in _state_variables.get() if id(v) not in targets]
+    other_values = [outer.get_current_value(v) for v in others]
+
+    def pure_loss(values):
+        mapping = list(zip(others, other_values)) + list(zip(variables, values))
+        with StatelessScope(state_mapping=mapping) as inner:
+            loss, aux = loss_fn()
+        return loss, (aux, [inner.get_current_value(v) for v in others])
+
+    values = [outer.get_current_value(v) for v in variables]
+    (loss, (aux, updated)), gradients = jax.value_and_grad(pure_loss, has_aux=True)(
+        values
+    )
+    for variable, old, new in zip(others, other_values, updated):
+        if new is not old:
+            variable.assign(new)
+    optimizer.apply(gradients, variables)
+    return loss, aux
+
+
+def input_gradient(fn, x):
+    return jax.grad(lambda x_: jnp.sum(fn(x_)))(x)

@@ -1,0 +1,23 @@
+"""PyTorch: eager autograd; `torch.compile` would break the double backward."""
+
+import torch
+
+JIT_COMPILE = False
+
+
+def minimize(loss_fn, variables, optimizer):
+    loss, aux = loss_fn()
+    gradients = torch.autograd.grad(loss, [v.value for v in variables])
+    with torch.no_grad():
+        optimizer.apply(list(gradients), variables)
+    return loss.detach(), {name: value.detach() for name, value in aux.items()}
+
+
+def input_gradient(fn, x):
+    x = x.detach().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(fn(x).sum(), x, create_graph=True)
+    return gradient
+
+
+def run_train_step(model, step_fn, data):
+    return step_fn(data)
