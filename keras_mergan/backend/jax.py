@@ -13,7 +13,10 @@ import contextvars
 import jax
 import jax.numpy as jnp
 from keras import StatelessScope
-from keras.src.backend.common.stateless_scope import get_stateless_scope
+from keras.src.backend.common.stateless_scope import (
+    get_stateless_scope,
+    in_stateless_scope,
+)
 
 JIT_COMPILE = True
 
@@ -47,6 +50,8 @@ def run_train_step(model, step_fn, state, data):
 
 
 def minimize(loss_fn, variables, optimizer):
+    if not in_stateless_scope():
+        return _minimize_eagerly(loss_fn, variables, optimizer)
     outer = get_stateless_scope()
     targets = {id(v) for v in variables}
     others = [v for v in _state_variables.get() if id(v) not in targets]
@@ -71,3 +76,18 @@ def minimize(loss_fn, variables, optimizer):
 
 def input_gradient(fn, x):
     return jax.grad(lambda x_: jnp.sum(fn(x_)))(x)
+
+
+def _minimize_eagerly(loss_fn, variables, optimizer):
+    # Outside a compiled step (e.g. in a callback) variables hold concrete
+    # values: track the targets and the optimizer, then write them back.
+    tracked = list(variables) + list(optimizer.variables)
+    token = _state_variables.set(tracked)
+    try:
+        with StatelessScope(state_mapping=[(v, v.value) for v in tracked]) as scope:
+            result = minimize(loss_fn, variables, optimizer)
+    finally:
+        _state_variables.reset(token)
+    for variable in tracked:
+        variable.assign(scope.get_current_value(variable))
+    return result

@@ -115,6 +115,12 @@ class ConditionalWGANGP(keras.Model):
         super().compile(optimizer=optimizer, **kwargs)
         self.optimizer.build(self.trainable_variables)
 
+    def get_compile_config(self):
+        return {"optimizer": keras.saving.serialize_keras_object(self.optimizer)}
+
+    def compile_from_config(self, config):
+        self.compile(optimizer=keras.saving.deserialize_keras_object(config["optimizer"]))
+
     @property
     def generator_optimizer(self) -> keras.optimizers.Optimizer:
         return self.optimizer._optimizer_map.default_optimizer

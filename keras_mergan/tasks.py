@@ -1,0 +1,160 @@
+"""Task streams: one category group per task, one Keras epoch per task."""
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+
+def split_tasks(classes: Sequence[int], classes_per_task: int = 1) -> list[list[int]]:
+    """Consecutive groups of `classes_per_task` classes, one group per task."""
+    if classes_per_task < 1:
+        raise ValueError(f"classes_per_task must be >= 1, got {classes_per_task}")
+    classes = [int(c) for c in classes]
+    return [
+        classes[i : i + classes_per_task]
+        for i in range(0, len(classes), classes_per_task)
+    ]
+
+
+def cumulative_tasks(tasks: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Joint training's tasks: task t holds every class of tasks 0..t."""
+    seen: list[int] = []
+    result = []
+    for task in tasks:
+        seen = seen + [c for c in task if c not in seen]
+        result.append(list(seen))
+    return result
+
+
+class TaskStream(keras.utils.PyDataset):
+    """Endless batches of real images, the task chosen by the step index.
+
+    Step `i` of `model.fit` belongs to task `initial_task + i //
+    steps_per_task`. Tying the task to the index (rather than to a switch
+    flipped by a callback) keeps batches exact even when a backend's input
+    pipeline prefetches across a task boundary, and makes every batch
+    reproducible from `(seed, i)`. Each batch holds `n_critic * batch_size`
+    images: one real batch per critic update of a WGAN-GP iteration.
+
+    Args:
+        images: float array [N, H, W, C] in [-1, 1].
+        labels: int array [N].
+        tasks: the classes of each task, e.g. `[[0], [1], [2]]`.
+        steps_per_task: WGAN-GP iterations (Keras steps) per task.
+        batch_size: real images per critic update.
+        n_critic: critic updates per iteration.
+        seed: seed of the sampling.
+        initial_task: task of step 0, to resume a sequence part-way with
+            `fit(initial_epoch=initial_task)`.
+
+    Example:
+
+    >>> x = np.zeros((20, 32, 32, 1), "float32"); y = np.arange(20) % 2
+    >>> stream = TaskStream(x, y, [[0], [1]], steps_per_task=3, batch_size=4)
+    >>> images, labels = stream[3]
+    >>> images.shape, set(labels.tolist())
+    ((20, 32, 32, 1), {1})
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        tasks: Sequence[Sequence[int]],
+        steps_per_task: int,
+        batch_size: int = 64,
+        n_critic: int = 5,
+        seed: int = 0,
+        initial_task: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        labels = np.asarray(labels).astype("int32").reshape(-1)
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if steps_per_task < 1:
+            raise ValueError(f"steps_per_task must be >= 1, got {steps_per_task}")
+        self.tasks = [[int(c) for c in task] for task in tasks]
+        if not self.tasks or any(not task for task in self.tasks):
+            raise ValueError(f"every task needs at least one class, got {tasks}")
+        if not 0 <= initial_task < len(self.tasks):
+            raise ValueError(f"initial_task {initial_task} outside 0..{len(self.tasks) - 1}")
+        self.images = images
+        self.labels = labels
+        self.steps_per_task = int(steps_per_task)
+        self.batch_size = int(batch_size)
+        self.n_critic = int(n_critic)
+        self.seed = int(seed)
+        self.initial_task = int(initial_task)
+        self._pools = []
+        for t, task in enumerate(self.tasks):
+            pool = np.flatnonzero(np.isin(labels, task))
+            missing = sorted(set(task) - set(labels[pool].tolist()))
+            if missing:
+                raise ValueError(f"task {t} asks for classes {missing} with no images")
+            self._pools.append(pool)
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def num_batches(self):
+        return None
+
+    def task_of_step(self, index: int) -> int:
+        return min(self.initial_task + index // self.steps_per_task, self.num_tasks - 1)
+
+    def seen_classes(self, task: int) -> list[int]:
+        """Classes of tasks 0..task, in order of first appearance."""
+        return cumulative_tasks(self.tasks[: task + 1])[-1]
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.seed, int(index)])
+        pool = self._pools[self.task_of_step(int(index))]
+        chosen = rng.choice(pool, size=self.batch_size * self.n_critic)
+        return self.images[chosen], self.labels[chosen]
+
+
+class TaskSequence(keras.callbacks.Callback):
+    """Runs one task per epoch of `model.fit` over a `TaskStream`.
+
+    At each epoch begin it starts the stream's task on the model
+    (`begin_task`: snapshot of the replay generator, fresh optimizer state,
+    method-specific work such as an EWC Fisher) and forces the compiled
+    train function to be traced again, since per-task Python state (seen
+    classes, replay layout) is baked into it.
+
+    Example:
+
+    >>> # model.fit(stream, epochs=stream.num_tasks,
+    >>> #           steps_per_epoch=stream.steps_per_task,
+    >>> #           callbacks=[TaskSequence(stream)])
+    """
+
+    def __init__(self, stream: TaskStream):
+        super().__init__()
+        self.stream = stream
+
+    def on_train_begin(self, logs=None):
+        steps = self.params.get("steps")
+        if steps != self.stream.steps_per_task:
+            raise ValueError(
+                f"fit(steps_per_epoch={steps}) must equal the stream's "
+                f"steps_per_task={self.stream.steps_per_task}: one epoch is one task"
+            )
+        epochs = self.params.get("epochs")
+        if epochs is not None and epochs > self.stream.num_tasks:
+            raise ValueError(
+                f"fit(epochs={epochs}) asks for more tasks than the stream's "
+                f"{self.stream.num_tasks}"
+            )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Epoch t is task t; a resumed fit(initial_epoch=k) pairs with a
+        # stream built with initial_task=k.
+        self.model.begin_task(
+            epoch, self.stream.tasks[epoch], self.stream.seen_classes(epoch)
+        )
+        self.model.make_train_function(force=True)
