@@ -10,7 +10,9 @@ from pathlib import Path
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
-def parse_tasks(spec: str | None, dataset, classes_per_task: int = 1) -> list[list[int]]:
+def parse_tasks(
+    spec: str | None, dataset, classes_per_task: int = 1
+) -> list[list[int]]:
     """Task groups from text: "0-9", "0,1,2", "0,1/2,3" or category names.
 
     `/` separates tasks and `,` the classes inside one; without `/`, the
@@ -58,7 +60,8 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--dataset",
         default="digits",
-        help="'digits' (built in), 'mnist', an .npz file or a folder of category folders",
+        help="'digits' (built in), 'mnist', an .npz file or a folder of "
+        "category folders",
     )
     train.add_argument("--tasks", help="e.g. '0-9', '0,1/2,3', 'bedroom/kitchen'")
     train.add_argument("--classes-per-task", type=int, default=1)
@@ -70,18 +73,25 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lambda-cls", type=float, default=1.0)
     train.add_argument("--image-size", type=int, default=32)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", type=Path, help="run folder (default runs/METHOD-DATASET)")
+    train.add_argument(
+        "--out", type=Path, help="run folder (default runs/METHOD-DATASET)"
+    )
     train.add_argument("--backend", choices=BACKENDS, help="default: $KERAS_BACKEND")
     train.add_argument(
         "--eval-samples",
         type=int,
         default=1000,
-        help="generated images per class scored by the evaluator after each task (0: off)",
+        help="generated images per class scored by the evaluator after each "
+        "task (0: off)",
     )
-    train.add_argument("--export", action="store_true", help="export each task's generator")
+    train.add_argument(
+        "--export", action="store_true", help="export each task's generator"
+    )
     train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
 
-    evaluate = commands.add_parser("evaluate", help="evaluator accuracy of a run, per task")
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluator accuracy of a run, per task"
+    )
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--samples", type=int, default=1000)
     evaluate.add_argument("--seed", type=int, default=0)
@@ -120,7 +130,9 @@ def _model_options(model_class, args) -> dict:
     return {
         name: value
         for name, value in vars(args).items()
-        if name in accepted and name not in ("generator", "critic") and value is not None
+        if name in accepted
+        and name not in ("generator", "critic")
+        and value is not None
     }
 
 
@@ -180,11 +192,19 @@ def train(args) -> Path:
         "batch_size": args.batch_size,
         "n_critic": args.n_critic,
         "seed": args.seed,
-        "model_config": {k: v for k, v in gan.get_config().items()
-                         if k not in ("generator", "critic")},
+        "model_config": {
+            k: v
+            for k, v in gan.get_config().items()
+            if k not in ("generator", "critic")
+        },
     }
     recorder = RunRecorder(
-        run_dir, stream, run_info, evaluator, args.eval_samples, seed=args.seed,
+        run_dir,
+        stream,
+        run_info,
+        evaluator,
+        args.eval_samples,
+        seed=args.seed,
         on_task_end=hooks,
     )
     print(
@@ -213,7 +233,9 @@ def evaluate(args) -> dict:
 
     info_path = args.run_dir / "run.json"
     if not info_path.exists():
-        raise FileNotFoundError(f"{info_path} not found: is {args.run_dir} a run folder?")
+        raise FileNotFoundError(
+            f"{info_path} not found: is {args.run_dir} a run folder?"
+        )
     info = json.loads(info_path.read_text())
     dataset = load_dataset(info["dataset"], image_size=info["image_shape"][0])
     evaluator = Evaluator.for_dataset(dataset)
@@ -234,7 +256,11 @@ def evaluate(args) -> dict:
         number += 1
     if not results:
         raise FileNotFoundError(f"no task checkpoints under {args.run_dir}")
-    report = {"run": str(args.run_dir), "samples_per_class": args.samples, "tasks": results}
+    report = {
+        "run": str(args.run_dir),
+        "samples_per_class": args.samples,
+        "tasks": results,
+    }
     write_json(args.run_dir / "evaluation.json", report)
     print(format_accuracy_table(results, info["class_names"]))
     return report
@@ -250,7 +276,9 @@ def format_accuracy_table(results, class_names) -> str:
             for c in range(len(class_names))
         ]
         lines.append(
-            f"| {row['task']} | " + " | ".join(cells) + f" | {100 * row['mean_accuracy']:.2f} |"
+            f"| {row['task']} | "
+            + " | ".join(cells)
+            + f" | {100 * row['mean_accuracy']:.2f} |"
         )
     return "\n".join(lines)
 

@@ -42,8 +42,9 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     return path
 
 
-def generated_accuracy(gan, evaluator, classes: Sequence[int], n_per_class: int,
-                       seed: int = 0) -> dict[int, float]:
+def generated_accuracy(
+    gan, evaluator, classes: Sequence[int], n_per_class: int, seed: int = 0
+) -> dict[int, float]:
     """Evaluator accuracy of `n_per_class` generated images per class."""
     rng = np.random.default_rng(seed)
 

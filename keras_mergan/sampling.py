@@ -11,7 +11,9 @@ from PIL import Image
 
 def fixed_latents(n: int, latent_dim: int, seed: int = 0) -> np.ndarray:
     """The same z ~ N(0, I) for every task, so grids are comparable across tasks."""
-    return np.random.default_rng(seed).standard_normal((n, latent_dim)).astype("float32")
+    return (
+        np.random.default_rng(seed).standard_normal((n, latent_dim)).astype("float32")
+    )
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -31,7 +33,11 @@ def grid_image(grid: np.ndarray, padding: int = 2) -> Image.Image:
     """A [rows, cols, H, W, C] uint8 array tiled into one Pillow image."""
     rows, cols, height, width, channels = grid.shape
     canvas = np.zeros(
-        (rows * (height + padding) + padding, cols * (width + padding) + padding, channels),
+        (
+            rows * (height + padding) + padding,
+            cols * (width + padding) + padding,
+            channels,
+        ),
         "uint8",
     )
     for r in range(rows):

@@ -79,7 +79,9 @@ class TaskStream(keras.utils.PyDataset):
         if not self.tasks or any(not task for task in self.tasks):
             raise ValueError(f"every task needs at least one class, got {tasks}")
         if not 0 <= initial_task < len(self.tasks):
-            raise ValueError(f"initial_task {initial_task} outside 0..{len(self.tasks) - 1}")
+            raise ValueError(
+                f"initial_task {initial_task} outside 0..{len(self.tasks) - 1}"
+            )
         self.images = images
         self.labels = labels
         self.steps_per_task = int(steps_per_task)

@@ -19,8 +19,10 @@ def tiny_gan(model_class=ConditionalWGANGP, num_classes=3, channels=1, **kwargs)
 
 
 def random_images(n, channels=1, seed=0):
-    return np.random.default_rng(seed).uniform(-1, 1, (n, 32, 32, channels)).astype(
-        "float32"
+    return (
+        np.random.default_rng(seed)
+        .uniform(-1, 1, (n, 32, 32, channels))
+        .astype("float32")
     )
 
 

@@ -57,7 +57,9 @@ def test_wasserstein_losses():
 def test_interpolate_uses_one_alpha_per_sample():
     real = np.ones((2, 2, 2, 1), "float32")
     fake = np.zeros((2, 2, 2, 1), "float32")
-    mixed = ops.convert_to_numpy(interpolate(real, fake, np.array([0.25, 1.0], "float32")))
+    mixed = ops.convert_to_numpy(
+        interpolate(real, fake, np.array([0.25, 1.0], "float32"))
+    )
     np.testing.assert_allclose(mixed[0], 0.25)
     np.testing.assert_allclose(mixed[1], 1.0)
 

@@ -10,6 +10,11 @@ Each submodule (`tensorflow`, `jax`, `torch`) provides:
 - `run_train_step(model, step_fn, *args)`: adapts Keras' `train_step`
   calling convention for the backend to the stateful `step_fn(data)`.
 - `JIT_COMPILE`: the `jit_compile` value that is fastest for a GAN step.
+- `prefer_matmul_convolutions()`: whether strided and transposed
+  convolutions should run as matmuls (`keras_mergan.layers.matmul_conv`)
+  rather than as the backend's convolution ops.
+- `leaky_relu(x, negative_slope)`: the leaky ReLU whose second derivative is
+  cheapest for the gradient penalty's double backprop.
 """
 
 import importlib
@@ -22,6 +27,7 @@ def training_backend():
     name = keras.config.backend()
     if name not in ("tensorflow", "jax", "torch"):
         raise ValueError(
-            f"keras_mergan supports the tensorflow, jax and torch backends, not {name!r}"
+            "keras_mergan supports the tensorflow, jax and torch backends, "
+            f"not {name!r}"
         )
     return importlib.import_module(f"keras_mergan.backend.{name}")

@@ -35,7 +35,9 @@ def _state_groups(model):
 def run_train_step(model, step_fn, state, data):
     groups = _state_groups(model)
     mapping = [
-        pair for variables, values in zip(groups, state) for pair in zip(variables, values)
+        pair
+        for variables, values in zip(groups, state, strict=True)
+        for pair in zip(variables, values, strict=True)
     ]
     token = _state_variables.set([v for variables in groups for v in variables])
     try:
@@ -58,7 +60,9 @@ def minimize(loss_fn, variables, optimizer):
     other_values = [outer.get_current_value(v) for v in others]
 
     def pure_loss(values):
-        mapping = list(zip(others, other_values)) + list(zip(variables, values))
+        mapping = list(zip(others, other_values, strict=True)) + list(
+            zip(variables, values, strict=True)
+        )
         with StatelessScope(state_mapping=mapping) as inner:
             loss, aux = loss_fn()
         return loss, (aux, [inner.get_current_value(v) for v in others])
@@ -67,11 +71,21 @@ def minimize(loss_fn, variables, optimizer):
     (loss, (aux, updated)), gradients = jax.value_and_grad(pure_loss, has_aux=True)(
         values
     )
-    for variable, old, new in zip(others, other_values, updated):
+    for variable, old, new in zip(others, other_values, updated, strict=True):
         if new is not old:
             variable.assign(new)
     optimizer.apply(gradients, variables)
     return loss, aux
+
+
+def prefer_matmul_convolutions():
+    # XLA:CPU runs the dilated/reversed convolutions that strided and
+    # transposed convolutions differentiate into in a slow generic loop.
+    return jax.default_backend() == "cpu"
+
+
+def leaky_relu(x, negative_slope):
+    return jax.nn.leaky_relu(x, negative_slope)
 
 
 def input_gradient(fn, x):

@@ -15,6 +15,18 @@ def minimize(loss_fn, variables, optimizer):
     return loss, aux
 
 
+def prefer_matmul_convolutions():
+    # TF's own (oneDNN) kernels beat the matmul forms, gradients included.
+    return False
+
+
+def leaky_relu(x, negative_slope):
+    # The gradient of LeakyReluGrad w.r.t. the features is a zeros tensor
+    # that the penalty's double backprop then pushes back through every
+    # critic layer; `where` has no such term. Same values and derivative.
+    return tf.where(x > 0, x, x * negative_slope)
+
+
 def input_gradient(fn, x):
     with tf.GradientTape() as tape:
         tape.watch(x)

@@ -13,6 +13,15 @@ def minimize(loss_fn, variables, optimizer):
     return loss.detach(), {name: value.detach() for name, value in aux.items()}
 
 
+def prefer_matmul_convolutions():
+    # torch's (oneDNN) kernels beat the matmul forms, gradients included.
+    return False
+
+
+def leaky_relu(x, negative_slope):
+    return torch.nn.functional.leaky_relu(x, negative_slope)
+
+
 def input_gradient(fn, x):
     x = x.detach().requires_grad_(True)
     (gradient,) = torch.autograd.grad(fn(x).sum(), x, create_graph=True)

@@ -119,7 +119,9 @@ class ConditionalWGANGP(keras.Model):
         return {"optimizer": keras.saving.serialize_keras_object(self.optimizer)}
 
     def compile_from_config(self, config):
-        self.compile(optimizer=keras.saving.deserialize_keras_object(config["optimizer"]))
+        self.compile(
+            optimizer=keras.saving.deserialize_keras_object(config["optimizer"])
+        )
 
     @property
     def generator_optimizer(self) -> keras.optimizers.Optimizer:
@@ -167,7 +169,7 @@ class ConditionalWGANGP(keras.Model):
         backend = training_backend()
         for i in range(self.n_critic):
             critic_loss, critic_terms = backend.minimize(
-                lambda: self._critic_loss(images[i], labels[i]),
+                lambda i=i: self._critic_loss(images[i], labels[i]),
                 self.critic.trainable_variables,
                 self.critic_optimizer,
             )
@@ -253,6 +255,4 @@ class ConditionalWGANGP(keras.Model):
 
 
 def _paper_adam(name):
-    return keras.optimizers.Adam(
-        learning_rate=1e-4, beta_1=0.0, beta_2=0.9, name=name
-    )
+    return keras.optimizers.Adam(learning_rate=1e-4, beta_1=0.0, beta_2=0.9, name=name)

@@ -3,7 +3,12 @@
 import keras
 from keras import layers
 
-from keras_mergan.layers import ConditionalBatchNormalization
+from keras_mergan.layers import (
+    ConditionalBatchNormalization,
+    PenaltyLeakyReLU,
+    SpaceToDepthConv2D,
+    SubPixelConv2DTranspose,
+)
 
 
 def build_dcgan_generator(
@@ -12,12 +17,18 @@ def build_dcgan_generator(
     latent_dim: int = 128,
     width: int = 32,
     name: str = "generator",
+    conv_implementation: str = "auto",
 ) -> keras.Model:
     """Conditional DCGAN generator: (z, label) -> image in [-1, 1], 32x32.
 
     Dense(4*4*4w) -> CBN -> ReLU -> Deconv5x5(2w, s2) -> CBN -> ReLU ->
     Deconv5x5(w, s2) -> CBN -> ReLU -> Deconv5x5(channels, s2) -> tanh,
     where w is `width` (32 in the MeRGAN reference code).
+
+    The deconvolutions are `SubPixelConv2DTranspose` layers: the variables
+    and outputs of `Conv2DTranspose`, computed as `conv_implementation` says
+    (`"auto"`: a matmul on JAX/CPU, the backend's op elsewhere; `"matmul"`;
+    `"native"`). Weights are interchangeable between the three.
 
     Example:
 
@@ -33,13 +44,23 @@ def build_dcgan_generator(
     for i, filters in enumerate((2 * width, width)):
         x = ConditionalBatchNormalization(num_classes, name=f"{name}_cbn{i}")(x, label)
         x = layers.ReLU(name=f"{name}_relu{i}")(x)
-        x = layers.Conv2DTranspose(
-            filters, 5, strides=2, padding="same", name=f"{name}_deconv{i}"
+        x = SubPixelConv2DTranspose(
+            filters,
+            5,
+            strides=2,
+            padding="same",
+            implementation=conv_implementation,
+            name=f"{name}_deconv{i}",
         )(x)
     x = ConditionalBatchNormalization(num_classes, name=f"{name}_cbn2")(x, label)
     x = layers.ReLU(name=f"{name}_relu2")(x)
-    x = layers.Conv2DTranspose(
-        channels, 5, strides=2, padding="same", name=f"{name}_deconv2"
+    x = SubPixelConv2DTranspose(
+        channels,
+        5,
+        strides=2,
+        padding="same",
+        implementation=conv_implementation,
+        name=f"{name}_deconv2",
     )(x)
     image = layers.Activation("tanh", name=f"{name}_tanh")(x)
     return keras.Model([z, label], image, name=name)
@@ -51,12 +72,20 @@ def build_dcgan_critic(
     image_size: int = 32,
     width: int = 32,
     name: str = "critic",
+    conv_implementation: str = "auto",
 ) -> keras.Model:
     """WGAN critic with an AC-GAN classifier head: image -> (score, logits).
 
     Conv5x5(w, s2) -> LReLU(0.2) -> Conv5x5(2w, s2) -> LReLU -> Conv5x5(4w, s2)
     -> LReLU -> Dense(1) (Wasserstein score) and Dense(num_classes) (logits).
-    No normalisation: the gradient penalty is defined per sample.
+    No normalisation: the gradient penalty is defined per sample. The
+    activations are `PenaltyLeakyReLU` (a `LeakyReLU` that is cheaper to
+    differentiate twice on TF).
+
+    The convolutions are `SpaceToDepthConv2D` layers: the variables and
+    outputs of `Conv2D`, computed as `conv_implementation` says (`"auto"`: a
+    matmul on JAX/CPU, the backend's op elsewhere; `"matmul"`; `"native"`).
+    Weights are interchangeable between the three.
 
     Example:
 
@@ -68,10 +97,15 @@ def build_dcgan_critic(
     image = keras.Input((image_size, image_size, channels), name="image")
     x = image
     for i, filters in enumerate((width, 2 * width, 4 * width)):
-        x = layers.Conv2D(
-            filters, 5, strides=2, padding="same", name=f"{name}_conv{i}"
+        x = SpaceToDepthConv2D(
+            filters,
+            5,
+            strides=2,
+            padding="same",
+            implementation=conv_implementation,
+            name=f"{name}_conv{i}",
         )(x)
-        x = layers.LeakyReLU(0.2, name=f"{name}_lrelu{i}")(x)
+        x = PenaltyLeakyReLU(0.2, name=f"{name}_lrelu{i}")(x)
     x = layers.Flatten(name=f"{name}_flatten")(x)
     score = layers.Dense(1, name=f"{name}_wgan_head")(x)
     logits = layers.Dense(num_classes, name=f"{name}_acgan_head")(x)

@@ -1,0 +1,354 @@
+"""Training throughput of the DCGAN-32 conditional WGAN-GP, per Keras backend.
+
+Usage::
+
+    python benchmarks/train_throughput.py                   # all backends
+    python benchmarks/train_throughput.py --backends jax --iters 20
+    python benchmarks/train_throughput.py --implementations auto
+
+One iteration is one Keras ``fit`` step of ``ConditionalWGANGP``: 5 critic
+steps and 1 generator step at batch 64 (10 classes, 1 channel, 32x32), which
+consumes 5 * 64 random images in [-1, 1]. Each (backend, convolution
+implementation) runs in its own subprocess with ``KERAS_BACKEND`` set:
+``--warmup`` iterations (tracing / compilation), then ``--repeats`` timed
+``fit`` calls of ``--iters`` iterations each. The machine may be shared, so
+the median of the repeats is reported (s/it, it/s, GFLOP/s, target) with the
+best one beside it; "met?" says "best only" when only the best timing
+reaches the target.
+
+``--implementations`` chooses how the strided and transposed convolutions
+run (``conv_implementation`` of ``build_dcgan_generator`` /
+``build_dcgan_critic``): ``auto`` (matmul forms under JAX on CPU, the
+backend's own ops elsewhere), ``native`` (the backend's conv ops in the
+keras_mergan layers), ``matmul``, or ``stock``: the same architecture built
+from stock Keras layers (Conv2D, Conv2DTranspose, LeakyReLU), i.e. the model
+before the fast layers. The default ``auto,stock`` is an after/before
+comparison in one run. An implementation that resolves to one already
+measured for that backend is skipped.
+
+FLOPs are counted analytically, not measured: 2 per multiply-add of the
+convolution and dense layers (useful work: the zero taps of the sub-pixel
+form, biases, normalisation, activations and the optimizer are not counted),
+every backward product (data gradient, weight gradient) costing one forward,
+and no input gradient that nothing uses. With F_G, F_D the forward FLOPs of
+generator and critic at batch 64 and F_G1, F_D1 those of their first layer:
+
+- critic step: F_G (fakes) + 3 F_D (real, fake, interpolates) + F_D (input
+  gradient of the penalty) + 2 (2 F_D - F_D1) (weight and data gradients of
+  the real and fake passes) + 2 F_D (the penalty's double backprop: weight
+  gradient and propagation through every data-gradient product)
+  = F_G + 10 F_D - 2 F_D1;
+- generator step: F_G + F_D (forward) + F_D (critic data gradient) + 2 F_G -
+  F_G1 (generator weight and data gradients) = 3 F_G - F_G1 + 2 F_D;
+- iteration: n_critic * critic step + generator step (about 52 GFLOP).
+
+Peak: the best of timed float32 2048x2048 matmuls (``keras.ops.matmul``) in
+the same backend and process. Writes ``benchmarks/results/
+train_throughput.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results"
+BACKENDS = ("tensorflow", "jax", "torch")
+IMPLEMENTATIONS = ("auto", "native", "matmul", "stock")
+# The keras_mergan layers and the stock Keras layers they stand in for.
+STOCK_LAYERS = {
+    "SubPixelConv2DTranspose": "Conv2DTranspose",
+    "SpaceToDepthConv2D": "Conv2D",
+    "PenaltyLeakyReLU": "LeakyReLU",
+}
+TARGETS = {"tensorflow": 4.0, "jax": 2.0, "torch": 2.0}  # iterations per second
+NUM_CLASSES, CHANNELS, BATCH, N_CRITIC = 10, 1, 64, 5
+
+
+def _layer_flops(layer) -> int:
+    """Forward FLOPs per sample of a Dense / Conv2D / Conv2DTranspose layer."""
+    import keras
+
+    if isinstance(layer, keras.layers.Dense):
+        return 2 * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        kh, kw, filters, channels = layer.kernel.shape
+        _, h, w, _ = layer.input.shape  # every input pixel meets every tap
+        return 2 * h * w * kh * kw * channels * filters
+    if isinstance(layer, keras.layers.Conv2D):
+        kh, kw, channels, filters = layer.kernel.shape
+        _, h, w, _ = layer.output.shape
+        return 2 * h * w * kh * kw * channels * filters
+    return 0
+
+
+def stock_model(model):
+    """The same architecture built from stock Keras layers (weights not kept).
+
+    This is the model as it was before the matmul convolutions and the
+    penalty-friendly leaky ReLU: the "before" of a before/after comparison.
+    """
+    import keras
+
+    config = model.get_config()
+    for layer in config["layers"]:
+        stock = STOCK_LAYERS.get(layer["class_name"])
+        if stock:
+            layer.update(module="keras.layers", class_name=stock, registered_name=None)
+            layer["config"].pop("implementation", None)
+    return keras.Model.from_config(config)
+
+
+def _network_flops(model, batch: int) -> tuple[int, int]:
+    """(forward FLOPs, FLOPs of the first weight layer) at `batch`."""
+    flops = [_layer_flops(layer) for layer in model.layers]
+    flops = [f for f in flops if f]
+    return batch * sum(flops), batch * flops[0]
+
+
+def iteration_flops(generator, critic, batch: int, n_critic: int) -> dict:
+    """Analytic FLOPs of one WGAN-GP iteration (see the module docstring)."""
+    f_g, f_g1 = _network_flops(generator, batch)
+    f_d, f_d1 = _network_flops(critic, batch)
+    critic_step = f_g + 10 * f_d - 2 * f_d1
+    generator_step = 3 * f_g - f_g1 + 2 * f_d
+    return {
+        "generator_forward": f_g,
+        "critic_forward": f_d,
+        "critic_step": critic_step,
+        "generator_step": generator_step,
+        "iteration": n_critic * critic_step + generator_step,
+    }
+
+
+def _sync(x):
+    import keras
+
+    if keras.config.backend() == "jax":
+        x.block_until_ready()  # JAX dispatches asynchronously
+    return x
+
+
+def matmul_peak(size: int = 2048, calls: int = 5, repeats: int = 5) -> float:
+    """Best GFLOP/s of float32 `size` x `size` matmuls in the active backend."""
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = keras.ops.convert_to_tensor(rng.standard_normal((size, size), "float32"))
+    b = keras.ops.convert_to_tensor(rng.standard_normal((size, size), "float32"))
+    _sync(keras.ops.matmul(a, b))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            out = keras.ops.matmul(a, b)
+        _sync(out)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return 2 * size**3 / best / 1e9
+
+
+def worker(implementation: str, iters: int, warmup: int, repeats: int) -> dict:
+    """Measures one (backend, implementation) in this process."""
+    import keras
+    import numpy as np
+
+    from keras_mergan.backend import training_backend
+    from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
+    from keras_mergan.models import build_dcgan_critic, build_dcgan_generator
+
+    backend = keras.config.backend()
+    resolved = implementation
+    if implementation == "auto":
+        matmul = training_backend().prefer_matmul_convolutions()
+        resolved = "matmul" if matmul else "native"
+    keras.utils.set_random_seed(0)
+    conv = "native" if implementation == "stock" else implementation
+    generator = build_dcgan_generator(NUM_CLASSES, CHANNELS, conv_implementation=conv)
+    critic = build_dcgan_critic(NUM_CLASSES, CHANNELS, conv_implementation=conv)
+    if implementation == "stock":
+        generator, critic = stock_model(generator), stock_model(critic)
+    gan = ConditionalWGANGP(generator, critic, n_critic=N_CRITIC, seed=0)
+    gan.compile()
+    per_step = N_CRITIC * BATCH
+    steps = max(iters, warmup)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (steps * per_step, 32, 32, CHANNELS)).astype("float32")
+    labels = rng.integers(0, NUM_CLASSES, steps * per_step).astype("int32")
+
+    def fit(n):
+        start = time.perf_counter()
+        gan.fit(
+            images[: n * per_step],
+            labels[: n * per_step],
+            batch_size=per_step,
+            epochs=1,
+            steps_per_epoch=n,
+            shuffle=False,
+            verbose=0,
+        )
+        return time.perf_counter() - start
+
+    warmup_s = fit(warmup)
+    seconds = [fit(iters) / iters for _ in range(repeats)]
+    flops = iteration_flops(generator, critic, BATCH, N_CRITIC)
+    return {
+        "backend": backend,
+        "implementation": implementation,
+        "resolved_implementation": resolved,
+        "jit_compile": bool(gan.jit_compile),
+        "warmup_s": warmup_s,
+        "s_per_it": seconds,
+        "median_s_per_it": statistics.median(seconds),
+        "best_s_per_it": min(seconds),
+        "flops": flops,
+        "peak_gflops": matmul_peak(),
+    }
+
+
+def _row(result: dict) -> dict:
+    median, best = result["median_s_per_it"], result["best_s_per_it"]
+    gflops = result["flops"]["iteration"] / median / 1e9
+    target = TARGETS[result["backend"]]
+    return {
+        "backend": result["backend"],
+        "implementation": (
+            f"auto ({result['resolved_implementation']})"
+            if result["implementation"] == "auto"
+            else result["implementation"]
+        ),
+        "s/it": median,
+        "best s/it": best,
+        "it/s": 1 / median,
+        "GFLOP/s": gflops,
+        "peak GFLOP/s": result["peak_gflops"],
+        "% of peak": 100 * gflops / result["peak_gflops"],
+        "target it/s": target,
+        # A shared machine slows some timings down: say when only the best
+        # timing reaches the target.
+        "met?": "yes"
+        if 1 / median >= target
+        else ("best only" if 1 / best >= target else "no"),
+    }
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    lines = [
+        "# Training throughput",
+        "",
+        f"DCGAN-32 conditional WGAN-GP, batch {BATCH}, {NUM_CLASSES} classes, "
+        f"{CHANNELS} channel, one iteration = {N_CRITIC} critic + 1 generator "
+        f"step (one `fit` step, {N_CRITIC * BATCH} images). "
+        f"{meta['iters']} iterations per timing, median of {meta['repeats']} "
+        "timings (best beside it): the machine is shared.",
+        "",
+        f"Machine: {meta['cpus']} CPU(s), {meta['machine']}; load average "
+        f"{meta['load_before']} before, {meta['load_after']} after.",
+        f"FLOPs per iteration (analytic, useful work): "
+        f"{meta['flops_per_iteration'] / 1e9:.1f} GFLOP; peak = best float32 "
+        "2048x2048 `keras.ops.matmul` in the same backend.",
+        "",
+        "| backend | convolutions | s/it | best s/it | it/s | GFLOP/s "
+        "| peak GFLOP/s | % of peak | target it/s | met? |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['backend']} | {r['implementation']} | {r['s/it']:.3f} "
+            f"| {r['best s/it']:.3f} | {r['it/s']:.2f} | {r['GFLOP/s']:.0f} "
+            f"| {r['peak GFLOP/s']:.0f} | {r['% of peak']:.0f} "
+            f"| {r['target it/s']:g} | {r['met?']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument(
+        "--implementations",
+        default="auto,stock",
+        help="comma-separated: auto, native, matmul, stock (default: auto,stock)",
+    )
+    parser.add_argument("--iters", type=int, default=8, help="iterations per timing")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed iterations")
+    parser.add_argument("--repeats", type=int, default=5, help="timings per case")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:  # in the subprocess, KERAS_BACKEND already set
+        result = worker(args.worker, args.iters, args.warmup, args.repeats)
+        print("RESULT " + json.dumps(result))
+        return 0
+
+    backends = [b for b in args.backends.split(",") if b]
+    implementations = [i for i in args.implementations.split(",") if i]
+    for name in backends:
+        if name not in BACKENDS:
+            parser.error(f"unknown backend {name!r}")
+    for name in implementations:
+        if name not in IMPLEMENTATIONS:
+            parser.error(f"unknown implementation {name!r}")
+    load_before = round(os.getloadavg()[0], 2)
+    results = []
+    for backend in backends:
+        done = set()
+        for implementation in implementations:
+            if implementation in done:
+                continue
+            env = dict(os.environ, KERAS_BACKEND=backend)
+            command = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--worker",
+                implementation,
+                f"--iters={args.iters}",
+                f"--warmup={args.warmup}",
+                f"--repeats={args.repeats}",
+            ]
+            print(f"... {backend} / {implementation}", file=sys.stderr, flush=True)
+            proc = subprocess.run(
+                command, env=env, cwd=ROOT, capture_output=True, text=True
+            )
+            lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+            if proc.returncode or not lines:
+                sys.stderr.write(proc.stderr[-4000:])
+                raise SystemExit(f"{backend} / {implementation} failed")
+            result = json.loads(lines[-1][len("RESULT ") :])
+            results.append(result)
+            # `auto` resolves to one of the others: do not measure it twice.
+            done.update({implementation, result["resolved_implementation"]})
+    rows = [_row(r) for r in results]
+    meta = {
+        "iters": args.iters,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "cpus": os.cpu_count(),
+        "machine": f"{platform.machine()} {platform.processor()}".strip(),
+        "load_before": load_before,
+        "load_after": round(os.getloadavg()[0], 2),
+        "flops_per_iteration": results[0]["flops"]["iteration"] if results else 0,
+        "flop_count": "analytic (see benchmarks/train_throughput.py docstring)",
+    }
+    text = markdown(rows, meta)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "train_throughput.json").write_text(
+        json.dumps({"meta": meta, "rows": rows, "results": results}, indent=2) + "\n"
+    )
+    (args.out / "train_throughput.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,375 @@
+"""A CNN classifier trained on real data that scores generated images.
+
+Evaluation protocol (DESIGN.md section 4): for every seen class ``c``, generate
+``N`` images conditioned on ``c``; the accuracy of class ``c`` is the fraction
+the evaluator labels ``c``. The evaluator's penultimate-layer features serve
+as an offline feature space for FID and t-SNE.
+
+Trained evaluators are cached as ``.keras`` files, keyed by a hash of the
+dataset (name, shapes, a checksum of the pixels and labels), the architecture
+version, the number of epochs and the seed. The cache directory is
+``$KERAS_MERGAN_CACHE`` (when set) or ``~/.cache/keras_mergan/evaluators``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_mergan.data import ImageDataset
+
+__all__ = ["Evaluator", "build_classifier", "default_cache_dir", "ARCH_VERSION"]
+
+logger = logging.getLogger(__name__)
+
+#: Bump when `build_classifier` or the training recipe changes: invalidates caches.
+ARCH_VERSION = 1
+FEATURES_LAYER = "features"
+_BATCH_SIZE = 128
+_TARGET_STEPS = 1400  # optimizer steps of the default schedule (3 epochs of MNIST)
+
+
+def default_cache_dir() -> Path:
+    """``$KERAS_MERGAN_CACHE`` or ``~/.cache/keras_mergan/evaluators``."""
+    env = os.environ.get("KERAS_MERGAN_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "keras_mergan" / "evaluators"
+
+
+def build_classifier(
+    image_shape: Sequence[int], num_classes: int, seed: int = 0
+) -> keras.Model:
+    """The evaluator CNN: three conv blocks, a 256-unit feature layer, softmax.
+
+    Three blocks ``conv3x3(f) -> maxpool2 -> batchnorm -> relu`` with f = 32, 64,
+    128, then ``dense256 ("features") -> dropout(0.5) -> dense(num_classes,
+    softmax)``. Inputs are images in ``[-1, 1]``.
+
+    Example:
+        >>> model = build_classifier((32, 32, 1), 10)
+        >>> model.output_shape
+        (None, 10)
+    """
+    init = keras.initializers.HeUniform
+    inputs = keras.Input(shape=tuple(int(d) for d in image_shape), name="image")
+    x = inputs
+    for i, filters in enumerate((32, 64, 128)):
+        x = keras.layers.Conv2D(
+            filters,
+            3,
+            padding="same",
+            use_bias=False,
+            kernel_initializer=init(seed=seed + i),
+            name=f"conv{i + 1}",
+        )(x)
+        # pool first: 4x less normalisation work (elementwise ops dominate a
+        # training step on CPU under torch and jax)
+        if min(x.shape[1], x.shape[2]) >= 2:
+            x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}")(x)
+        x = keras.layers.ReLU(name=f"relu{i + 1}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(
+        256,
+        activation="relu",
+        kernel_initializer=init(seed=seed + 3),
+        name=FEATURES_LAYER,
+    )(x)
+    x = keras.layers.Dropout(0.5, seed=seed + 11, name="dropout_features")(x)
+    outputs = keras.layers.Dense(
+        num_classes,
+        activation="softmax",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 4),
+        name="probabilities",
+    )(x)
+    return keras.Model(inputs, outputs, name="evaluator")
+
+
+def default_epochs(num_train: int, batch_size: int = _BATCH_SIZE) -> int:
+    """Epochs for about 1400 optimizer steps, between 3 and 20."""
+    steps_per_epoch = max(1, math.ceil(num_train / batch_size))
+    return int(min(20, max(3, math.ceil(_TARGET_STEPS / steps_per_epoch))))
+
+
+class _ShuffledBatches(keras.utils.PyDataset):
+    """Full batches of (x, y) in a fresh seeded permutation every epoch.
+
+    The remainder (< batch_size samples, different ones each epoch) is dropped
+    so that every step has the same shape: one compilation under JAX.
+
+    Shuffling here keeps training reproducible without touching global random
+    state (``keras.utils.set_random_seed``) and without copying the arrays.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self._rng = np.random.default_rng(seed)
+        self._perm = self._rng.permutation(len(x))
+
+    def __len__(self) -> int:
+        return max(1, len(self.x) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        idx = np.sort(
+            self._perm[index * self.batch_size : (index + 1) * self.batch_size]
+        )
+        return self.x[idx], self.y[idx]
+
+    def on_epoch_end(self) -> None:
+        self._perm = self._rng.permutation(len(self.x))
+
+
+class Evaluator:
+    """Classifies images; scores class-conditional generators.
+
+    Args:
+        classifier: a Keras model mapping images ``[N, S, S, C]`` in ``[-1, 1]``
+            to class probabilities ``[N, K]``; for :meth:`features` it needs a
+            layer named ``"features"``.
+        class_names: one name per output class.
+
+    Example:
+        >>> from keras_mergan.data import load_dataset
+        >>> ds = load_dataset("digits")
+        >>> ev = Evaluator.for_dataset(ds)  # doctest: +SKIP
+        >>> ev.accuracy(ds.x_test, ds.y_test)  # doctest: +SKIP
+        0.985
+        >>> real = lambda c, n: ds.x_test[ds.y_test == c][:n]
+        >>> ev.accuracy_per_class(real, [0, 1], n_per_class=50)  # doctest: +SKIP
+        {0: 1.0, 1: 1.0}
+    """
+
+    def __init__(self, classifier: keras.Model, class_names: Sequence[str]):
+        self.classifier = classifier
+        self.class_names = tuple(str(n) for n in class_names)
+        out = classifier.output_shape
+        if isinstance(out, list):
+            raise ValueError("the classifier must have a single output")
+        if out[-1] != len(self.class_names):
+            raise ValueError(
+                f"the classifier has {out[-1]} outputs but {len(self.class_names)} "
+                "class names were given"
+            )
+        self.image_shape = tuple(int(d) for d in classifier.input_shape[1:])
+        self._feature_model: keras.Model | None = None
+        self.cache_path: Path | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # ------------------------------------------------------------------ #
+    # Construction
+    # ------------------------------------------------------------------ #
+
+    @staticmethod
+    def cache_key(dataset: ImageDataset, epochs: int, seed: int) -> str:
+        """Hash of dataset fingerprint, architecture version, epochs and seed."""
+        h = hashlib.sha256()
+        h.update(dataset.fingerprint().encode())
+        h.update(f"arch={ARCH_VERSION};epochs={epochs};seed={seed}".encode())
+        return h.hexdigest()[:20]
+
+    @classmethod
+    def for_dataset(
+        cls,
+        dataset: ImageDataset,
+        cache_dir: str | os.PathLike | None = None,
+        epochs: int | None = None,
+        seed: int = 0,
+        verbose: int = 0,
+    ) -> Evaluator:
+        """Load the cached evaluator of `dataset`, or train and cache one.
+
+        Args:
+            dataset: training data (its train split) and class names.
+            cache_dir: where ``.keras`` files are kept; default
+                :func:`default_cache_dir`.
+            epochs: training epochs; default: about 1400 steps of batch 128,
+                3 to 20 epochs (3 for MNIST, 20 for the built-in digits).
+            seed: seed of weight initialisation, dropout and shuffling.
+            verbose: Keras ``fit`` verbosity.
+
+        Example:
+            >>> from keras_mergan.data import load_dataset
+            >>> ev = Evaluator.for_dataset(load_dataset("digits"))  # doctest: +SKIP
+        """
+        if epochs is None:
+            epochs = default_epochs(len(dataset.x_train))
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset.name)
+        key = cls.cache_key(dataset, epochs, seed)
+        path = cache / f"evaluator-{name}-{key}.keras"
+
+        if path.exists():
+            try:  # a .keras file loads under any backend, whichever wrote it
+                model = keras.saving.load_model(path, compile=False)
+                evaluator = cls(model, dataset.class_names)
+                if evaluator.image_shape != dataset.image_shape:
+                    raise ValueError("cached model has a different input shape")
+                evaluator.cache_path = path
+                logger.info("loaded evaluator from %s", path)
+                return evaluator
+            except Exception as e:  # corrupt or incompatible file: retrain
+                logger.warning("ignoring unusable evaluator cache %s: %s", path, e)
+
+        model = cls._train(dataset, epochs, seed, verbose)
+        evaluator = cls(model, dataset.class_names)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{path.stem}-", suffix=".keras", dir=cache
+            )
+            os.close(fd)
+            try:
+                # an uncompiled copy: a .keras file of the compiled model would
+                # also hold the optimizer state (3x the size)
+                clean = build_classifier(
+                    dataset.image_shape, dataset.num_classes, seed=seed
+                )
+                clean.set_weights(model.get_weights())
+                clean.save(tmp)
+                os.chmod(tmp, 0o644)  # mkstemp creates 0600
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+            evaluator.cache_path = path
+            logger.info("saved evaluator to %s", path)
+        except OSError as e:
+            logger.warning("could not cache the evaluator in %s: %s", cache, e)
+        return evaluator
+
+    @staticmethod
+    def _train(
+        dataset: ImageDataset, epochs: int, seed: int, verbose: int
+    ) -> keras.Model:
+        model = build_classifier(dataset.image_shape, dataset.num_classes, seed=seed)
+        data = _ShuffledBatches(
+            dataset.x_train, dataset.y_train, _BATCH_SIZE, seed=seed
+        )
+        schedule = keras.optimizers.schedules.CosineDecay(
+            1e-3, decay_steps=epochs * len(data), alpha=0.01
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        model.fit(data, epochs=epochs, shuffle=False, verbose=verbose)
+        return model
+
+    # ------------------------------------------------------------------ #
+    # Scoring
+    # ------------------------------------------------------------------ #
+
+    def _as_images(self, images) -> np.ndarray:
+        if not isinstance(images, np.ndarray):
+            images = keras.ops.convert_to_numpy(images)
+        x = np.asarray(images, np.float32)
+        shape = self.image_shape
+        if shape[-1] == 1 and x.ndim == len(shape) and x.shape[1:] == shape[:-1]:
+            x = x[..., None]  # grayscale batch without the channel axis
+        elif x.shape == shape:  # a single image
+            x = x[None]
+        if tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"expected images of shape [N, {', '.join(map(str, self.image_shape))}]"
+                f", got {tuple(x.shape)}"
+            )
+        return x
+
+    @staticmethod
+    def _batched(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+        outs = [
+            np.asarray(model.predict_on_batch(x[i : i + batch_size]))
+            for i in range(0, len(x), batch_size)
+        ]
+        if not outs:
+            return np.zeros((0,) + tuple(model.output_shape[1:]), np.float32)
+        return np.concatenate(outs)
+
+    def predict_proba(self, images, batch_size: int = 500) -> np.ndarray:
+        """Class probabilities ``[N, K]`` of images in ``[-1, 1]``."""
+        return self._batched(self.classifier, self._as_images(images), batch_size)
+
+    def predict(self, images, batch_size: int = 500) -> np.ndarray:
+        """Predicted class indices (int64 ``[N]``) of images in ``[-1, 1]``.
+
+        Example:
+            >>> ev.predict(ds.x_test[:3])  # doctest: +SKIP
+            array([0, 0, 0])
+        """
+        return np.argmax(self.predict_proba(images, batch_size), axis=-1)
+
+    def accuracy(self, images, labels, batch_size: int = 500) -> float:
+        """Fraction of `images` classified as `labels` (an int or ``[N]`` ints)."""
+        pred = self.predict(images, batch_size)
+        labels = np.broadcast_to(np.asarray(labels).reshape(-1), pred.shape)
+        return float(np.mean(pred == labels)) if len(pred) else float("nan")
+
+    def accuracy_per_class(
+        self,
+        generate: Callable[[int, int], object],
+        classes: Sequence[int],
+        n_per_class: int = 1000,
+        batch_size: int = 500,
+    ) -> dict[int, float]:
+        """Accuracy of a class-conditional generator, per class.
+
+        For each class ``c`` in `classes`, calls ``generate(c, n)`` with
+        ``n <= batch_size`` until `n_per_class` images were produced, and
+        returns ``{c: fraction the evaluator labels c}``. The mean over the
+        dict's values is the paper's accuracy metric.
+
+        Example:
+            >>> gen = lambda c, n: ds.x_test[ds.y_test == c][:n]
+            >>> ev.accuracy_per_class(gen, [3], n_per_class=100)  # doctest: +SKIP
+            {3: 1.0}
+        """
+        if n_per_class < 1 or batch_size < 1:
+            raise ValueError("n_per_class and batch_size must be >= 1")
+        result: dict[int, float] = {}
+        for c in classes:
+            c = int(c)
+            if not 0 <= c < self.num_classes:
+                raise ValueError(f"class {c} out of range [0, {self.num_classes})")
+            correct = total = 0
+            while total < n_per_class:
+                n = min(batch_size, n_per_class - total)
+                images = self._as_images(generate(c, n))
+                if len(images) == 0:
+                    raise ValueError(f"generate({c}, {n}) returned no images")
+                images = images[: n_per_class - total]
+                correct += int(np.sum(self.predict(images, batch_size) == c))
+                total += len(images)
+            result[c] = correct / total
+        return result
+
+    def features(self, images, batch_size: int = 500) -> np.ndarray:
+        """Penultimate-layer (``"features"``, 256-d) activations ``[N, 256]``."""
+        if self._feature_model is None:
+            layer = self.classifier.get_layer(FEATURES_LAYER)
+            self._feature_model = keras.Model(
+                self.classifier.inputs, layer.output, name="evaluator_features"
+            )
+        return self._batched(self._feature_model, self._as_images(images), batch_size)
+
+    def __repr__(self) -> str:
+        where = f", cache_path={str(self.cache_path)!r}" if self.cache_path else ""
+        return (
+            f"Evaluator(image_shape={self.image_shape}, "
+            f"num_classes={self.num_classes}{where})"
+        )

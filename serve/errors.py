@@ -1,0 +1,64 @@
+"""Errors of the serving API, each with the HTTP status the server answers with."""
+
+from __future__ import annotations
+
+
+class ServeError(ValueError):
+    """Base class: a request the exports cannot answer.
+
+    ``status`` is the HTTP status, ``code`` a stable machine-readable name
+    and ``parameter`` the offending request parameter, if any.
+
+    Example:
+
+    >>> UnknownTaskError("no export for task 9", "task").to_json()["error"]["code"]
+    'unknown_task'
+    """
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, parameter: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.parameter = parameter
+
+    def to_json(self) -> dict:
+        error = {"status": self.status, "code": self.code, "message": self.message}
+        if self.parameter is not None:
+            error["parameter"] = self.parameter
+        return {"error": error}
+
+
+class InvalidParameterError(ServeError):
+    """A parameter is missing, malformed or out of range (HTTP 400)."""
+
+    code = "invalid_parameter"
+
+
+class UnknownTaskError(ServeError):
+    """No export exists for the task (HTTP 404)."""
+
+    status = 404
+    code = "unknown_task"
+
+
+class UnknownCategoryError(ServeError):
+    """The category is neither a class name nor a class index of the run (HTTP 404)."""
+
+    status = 404
+    code = "unknown_category"
+
+
+class CategoryNotLearnedError(ServeError):
+    """The category exists but the task has not learned it yet (HTTP 404)."""
+
+    status = 404
+    code = "category_not_learned"
+
+
+class ExportIntegrityError(ServeError):
+    """An export's files do not match its manifest (HTTP 500: not the client's)."""
+
+    status = 500
+    code = "export_integrity"
