@@ -15,6 +15,10 @@ Sources understood by :func:`load_dataset`:
 - a path to an ``.npz`` file in the Keras MNIST layout: ``x_train``,
   ``y_train``, ``x_test``, ``y_test``; images uint8 ``[N, H, W]`` or
   ``[N, H, W, C]``; an optional ``class_names`` string array.
+- SVHN's cropped digits: the path of ``train_32x32.mat`` (``test_32x32.mat``
+  is read from the same folder), or of the folder holding both. ``X`` is
+  uint8 ``[32, 32, 3, N]`` and ``y`` ``[N, 1]`` with label 10 meaning digit
+  0, as in the official files; read with SciPy.
 - a path to a directory with one subfolder per category (category name =
   subfolder name, sorted), holding images in any format Pillow reads
   (subfolders are searched recursively; files whose extension Pillow does not
@@ -47,6 +51,7 @@ __all__ = [
 
 BUILTIN_SOURCES = ("digits", "mnist")
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
 _GRAYSCALE_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
@@ -206,6 +211,8 @@ def load_dataset(
                 "folder with one subfolder per category"
             )
         raise DatasetError(f"dataset path does not exist: {path}")
+    if path.suffix.lower() == ".mat" or (path / _SVHN_FILES[0]).is_file():
+        return _load_svhn(path, image_size, channels)
     if path.is_dir():
         return _load_folder(path, image_size, channels, float(test_fraction), seed)
     if path.suffix.lower() == ".npz":
@@ -321,6 +328,36 @@ def _load_npz(
     except Exception as e:
         raise DatasetError(f"cannot read {path} as an .npz file: {e}") from e
     return _from_arrays(name, str(path), arrays, class_names, image_size, channels)
+
+
+def _load_svhn(path: Path, image_size: int, channels: int | None) -> ImageDataset:
+    try:
+        from scipy.io import loadmat
+    except ImportError as e:
+        raise DatasetError(
+            "reading SVHN .mat files needs SciPy: pip install scipy"
+        ) from e
+    train = path / _SVHN_FILES[0] if path.is_dir() else path
+    test = train.with_name(train.name.replace("train", "test"))
+    if test == train or not test.is_file():
+        raise DatasetError(
+            f"{train}: expected SVHN's {_SVHN_FILES[1]} beside it, as {test}"
+        )
+    arrays = {}
+    for split, file in (("train", train), ("test", test)):
+        try:
+            mat = loadmat(file, variable_names=("X", "y"))
+        except Exception as e:
+            raise DatasetError(f"cannot read {file} as a MATLAB file: {e}") from e
+        if "X" not in mat or "y" not in mat:
+            raise DatasetError(f"{file}: an SVHN file needs variables X and y")
+        x, y = mat["X"], np.asarray(mat["y"]).reshape(-1)
+        if x.ndim != 4 or x.shape[2] != 3:
+            raise DatasetError(f"{file}: X must be [32, 32, 3, N], got {x.shape}")
+        arrays[f"x_{split}"] = np.moveaxis(x, -1, 0)
+        arrays[f"y_{split}"] = np.where(y == 10, 0, y).astype(np.int64)
+    names = [str(i) for i in range(10)]
+    return _from_arrays("svhn", str(train), arrays, names, image_size, channels)
 
 
 def _from_arrays(

@@ -253,3 +253,42 @@ def test_bad_arguments():
     with pytest.raises(DatasetError, match="image_size"):
         load_dataset("digits", image_size=0)
     assert issubclass(DatasetError, ValueError)
+
+
+def _write_svhn(folder, n_train=6, n_test=4):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(0)
+    for name, n in (("train_32x32.mat", n_train), ("test_32x32.mat", n_test)):
+        x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
+        y = (np.arange(n) % 10 + 1).reshape(-1, 1).astype(np.uint8)  # 10 = digit 0
+        savemat(folder / name, {"X": x, "y": y})
+    return folder / "train_32x32.mat"
+
+
+def test_svhn_mat_files_in_the_official_layout(tmp_path):
+    train = _write_svhn(tmp_path)
+    for source in (train, tmp_path):
+        ds = load_dataset(source, image_size=32)
+        assert ds.name == "svhn" and ds.x_train.shape == (6, 32, 32, 3)
+        assert ds.x_test.shape == (4, 32, 32, 3)
+        assert ds.y_train.tolist() == [1, 2, 3, 4, 5, 6]
+        assert ds.class_names == tuple(str(i) for i in range(10))
+        assert ds.x_train.min() >= -1.0 and ds.x_train.max() <= 1.0
+    from scipy.io import loadmat
+
+    first = loadmat(train)["X"][:, :, :, 0].astype(np.float32) / 127.5 - 1.0
+    np.testing.assert_allclose(ds.x_train[0], first, atol=1e-6)
+    ten = _write_svhn(tmp_path, n_train=10)
+    assert load_dataset(ten).y_train[-1] == 0
+
+
+def test_svhn_without_its_test_file_or_corrupt_is_a_clear_error(tmp_path):
+    train = _write_svhn(tmp_path)
+    (tmp_path / "test_32x32.mat").unlink()
+    with pytest.raises(DatasetError, match="test_32x32.mat"):
+        load_dataset(train)
+    train.write_bytes(b"not a matlab file")
+    (tmp_path / "test_32x32.mat").write_bytes(b"")
+    with pytest.raises(DatasetError, match="MATLAB"):
+        load_dataset(train)
