@@ -72,6 +72,71 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lambda-gp", type=float, default=10.0)
     train.add_argument("--lambda-cls", type=float, default=1.0)
     train.add_argument("--image-size", type=int, default=32)
+    train.add_argument(
+        "--replay-batch",
+        type=int,
+        help="jtr, ra, jtr+ra: replayed images per update, split over the old "
+        "classes (default 64, the reference code's)",
+    )
+    train.add_argument(
+        "--lambda-ra",
+        type=float,
+        help="ra, jtr+ra: weight of the replay alignment (default 1e-3, the "
+        "paper's MNIST value for --ra-scaling reference; 1e-2 on SVHN)",
+    )
+    train.add_argument(
+        "--ra-scaling",
+        choices=("reference", "mean"),
+        help="ra, jtr+ra: 'reference' (default): the reference code's summed L2, "
+        "whose weight falls with the number of old classes; 'mean': "
+        "--lambda-ra weighs the per-pixel mean squared error",
+    )
+    train.add_argument(
+        "--lambda-ewc",
+        type=float,
+        help="ewc: weight of the Fisher penalty (default 1e9, the paper's)",
+    )
+    train.add_argument(
+        "--fisher-samples",
+        type=int,
+        help="ewc: generated samples the Fisher is estimated from (default 256)",
+    )
+    train.add_argument(
+        "--fisher-batch-size",
+        type=int,
+        help="ewc: samples per squared gradient (default 1: per-sample Fisher)",
+    )
+    train.add_argument(
+        "--mixing-ratio",
+        type=float,
+        help="dgr, ltgan: fraction of real images in a batch from the second "
+        "task on, the rest replayed (default: dgr 1 / tasks seen, ltgan 0.5)",
+    )
+    train.add_argument(
+        "--student",
+        action=argparse.BooleanOptionalAction,
+        help="ltgan: train a VAE student on the replay mix (default: on)",
+    )
+    train.add_argument(
+        "--student-beta",
+        type=float,
+        help="ltgan: weight of the student's KL term (default 1: the ELBO; "
+        "4 for disentangled latents)",
+    )
+    train.add_argument(
+        "--width",
+        type=int,
+        default=32,
+        help="channels of the first critic / last generator convolution "
+        "(32 in the MeRGAN reference code)",
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=200,
+        help="iterations between two saved training states; after a crash the "
+        "same command resumes from the last one (0: only from finished tasks)",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
         "--out", type=Path, help="run folder (default runs/METHOD-DATASET)"
@@ -85,18 +150,86 @@ def _build_parser() -> argparse.ArgumentParser:
         "task (0: off)",
     )
     train.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="also score every N iterations inside a task, for forgetting "
+        "curves (RUN_DIR/accuracy_curve.csv; 0: only at task ends)",
+    )
+    train.add_argument(
         "--export", action="store_true", help="export each task's generator"
     )
     train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
 
     evaluate = commands.add_parser(
-        "evaluate", help="evaluator accuracy of a run, per task"
+        "evaluate",
+        help="accuracy, FID and reverse accuracy of a run, per task "
+        "(writes RUN_DIR/evaluation.json)",
     )
     evaluate.add_argument("run_dir", type=Path)
-    evaluate.add_argument("--samples", type=int, default=1000)
+    evaluate.add_argument(
+        "--samples", type=int, default=1000, help="generated images per class"
+    )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--backend", choices=BACKENDS)
+    evaluate.add_argument(
+        "--tasks",
+        type=_task_numbers,
+        help="tasks to evaluate, e.g. '5,10' (default: every finished task)",
+    )
+    evaluate.add_argument(
+        "--fid",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="FID on evaluator features, per class and overall",
+    )
+    evaluate.add_argument(
+        "--reverse-accuracy",
+        action="store_true",
+        help="train a classifier on generated images, test it on real ones "
+        "(one training per task)",
+    )
+    evaluate.add_argument(
+        "--reverse-epochs",
+        type=int,
+        help="epochs of that classifier (default: the evaluator's schedule)",
+    )
+    evaluate.add_argument(
+        "--plots", action="store_true", help="also write RUN_DIR/plots/*.png"
+    )
+    plot = commands.add_parser(
+        "plot",
+        help="forgetting curves, fixed-z grid evolution and t-SNE of a run "
+        "into RUN_DIR/plots/",
+    )
+    plot.add_argument("run_dir", type=Path)
+    plot.add_argument("--seed", type=int, default=0)
+    plot.add_argument("--backend", choices=BACKENDS)
+    for command in (evaluate, plot):
+        command.add_argument(
+            "--tsne-class",
+            type=int,
+            help="class of the t-SNE plot (default: the first task's first class)",
+        )
+        command.add_argument(
+            "--tsne-samples",
+            type=int,
+            default=300,
+            help="real and generated images per group in the t-SNE plot",
+        )
     return parser
+
+
+def _task_numbers(text: str) -> list[int]:
+    try:
+        numbers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a list of task numbers: {text!r}"
+        ) from None
+    if not numbers or min(numbers) < 1:
+        raise argparse.ArgumentTypeError(f"task numbers start at 1: {text!r}")
+    return numbers
 
 
 def _select_backend(argv) -> None:
@@ -117,16 +250,29 @@ def main(argv=None) -> int:
     try:
         if args.command == "train":
             train(args)
+        elif args.command == "plot":
+            plot(args)
         else:
             evaluate(args)
-    except (DatasetError, ValueError, FileNotFoundError) as error:
+    except (
+        DatasetError,
+        ValueError,
+        FileNotFoundError,
+        FloatingPointError,
+    ) as error:
         print(f"keras-mergan: error: {error}", file=sys.stderr)
         return 2
     return 0
 
 
 def _model_options(model_class, args) -> dict:
-    accepted = inspect.signature(model_class.__init__).parameters
+    # A method's own arguments and those its bases take through **kwargs.
+    accepted = {
+        name
+        for base in model_class.__mro__
+        if "__init__" in vars(base) and base.__module__.startswith("keras_mergan")
+        for name in inspect.signature(base.__init__).parameters
+    }
     return {
         name: value
         for name, value in vars(args).items()
@@ -142,9 +288,11 @@ def train(args) -> Path:
     from keras_mergan.data import load_dataset
     from keras_mergan.evaluator import Evaluator
     from keras_mergan.methods import METHODS
+    from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
     from keras_mergan.models import build_dcgan_critic, build_dcgan_generator
+    from keras_mergan.resume import check_run_info, find_resume_point, fit_tasks
     from keras_mergan.run import RunRecorder
-    from keras_mergan.tasks import TaskSequence, TaskStream, cumulative_tasks
+    from keras_mergan.tasks import TaskStream, cumulative_tasks
 
     method = METHODS[args.method]
     dataset = load_dataset(args.dataset, image_size=args.image_size)
@@ -164,8 +312,12 @@ def train(args) -> Path:
     channels = dataset.channels
     model_class = method.model_class
     gan = model_class(
-        build_dcgan_generator(dataset.num_classes, channels, args.latent_dim),
-        build_dcgan_critic(dataset.num_classes, channels, args.image_size),
+        build_dcgan_generator(
+            dataset.num_classes, channels, args.latent_dim, width=args.width
+        ),
+        build_dcgan_critic(
+            dataset.num_classes, channels, args.image_size, width=args.width
+        ),
         **{**method.options, **_model_options(model_class, args)},
     )
     gan.compile()
@@ -178,6 +330,8 @@ def train(args) -> Path:
         from export import export_task
 
         hooks.append(lambda number, folder: export_task(run_dir, number))
+    if isinstance(gan, UnconditionalReplayGAN):
+        hooks.insert(0, _replay_report_hook(gan, stream, dataset, evaluator, args))
     run_info = {
         "method": args.method,
         "dataset": args.dataset,
@@ -192,98 +346,109 @@ def train(args) -> Path:
         "batch_size": args.batch_size,
         "n_critic": args.n_critic,
         "seed": args.seed,
+        "width": args.width,
         "model_config": {
             k: v
             for k, v in gan.get_config().items()
             if k not in ("generator", "critic")
         },
     }
+    check_run_info(run_dir, run_info)
+    start = find_resume_point(run_dir, stream)
+    if start.task == stream.num_tasks:
+        print(f"All {stream.num_tasks} tasks of {run_dir} are already trained.")
+        fit_tasks(gan, stream, run_dir, start=start)
+        _print_accuracy_table(run_dir)
+        return run_dir
     recorder = RunRecorder(
         run_dir,
         stream,
         run_info,
-        evaluator,
+        evaluator if method.conditional else None,
         args.eval_samples,
         seed=args.seed,
         on_task_end=hooks,
+        eval_every=args.eval_every,
     )
     print(
         f"Training {args.method} on {dataset.name}: {len(tasks)} tasks x "
         f"{args.iters_per_task} iterations, backend {keras.config.backend()}, "
         f"writing to {run_dir}"
     )
-    gan.fit(
+    if (start.task, start.step) != (0, 0):
+        print(
+            f"Resuming at {start.describe(stream.steps_per_task)} "
+            f"({start.completed_tasks} finished tasks kept)"
+        )
+    fit_tasks(
+        gan,
         stream,
-        epochs=stream.num_tasks,
-        steps_per_epoch=stream.steps_per_task,
-        callbacks=[TaskSequence(stream), recorder],
+        run_dir,
+        [recorder],
+        start=start,
+        checkpoint_every=args.checkpoint_every,
         verbose=args.verbose,
     )
     _print_accuracy_table(run_dir)
     return run_dir
 
 
+def _replay_report_hook(gan, stream, dataset, evaluator, args):
+    # DGR and LT-GANs: class distribution of the samples, solver accuracy,
+    # student NLL (keras_mergan.unconditional), added to metrics.json.
+    from keras_mergan.unconditional import add_task_report, task_report
+
+    def hook(number, folder):
+        report = task_report(
+            gan,
+            stream.seen_classes(number - 1),
+            dataset.x_test,
+            dataset.y_test,
+            evaluator,
+            max(args.eval_samples, 1),
+            args.seed,
+        )
+        add_task_report(folder, report)
+        print(f"Task {number}: " + json.dumps(report, default=str)[:300])
+
+    return hook
+
+
 def evaluate(args) -> dict:
-    import keras
+    from keras_mergan.evaluation import evaluate_run, format_evaluation
 
-    import keras_mergan.methods  # noqa: F401  (registers the model classes)
-    from keras_mergan.data import load_dataset
-    from keras_mergan.evaluator import Evaluator
-    from keras_mergan.run import generated_accuracy, task_dir, write_json
-
-    info_path = args.run_dir / "run.json"
-    if not info_path.exists():
-        raise FileNotFoundError(
-            f"{info_path} not found: is {args.run_dir} a run folder?"
-        )
-    info = json.loads(info_path.read_text())
-    dataset = load_dataset(info["dataset"], image_size=info["image_shape"][0])
-    evaluator = Evaluator.for_dataset(dataset)
-    results = []
-    number = 1
-    while (task_dir(args.run_dir, number) / "gan.keras").exists():
-        folder = task_dir(args.run_dir, number)
-        gan = keras.saving.load_model(folder / "gan.keras")
-        seen = json.loads((folder / "metrics.json").read_text())["seen_classes"]
-        accuracy = generated_accuracy(gan, evaluator, seen, args.samples, args.seed)
-        results.append(
-            {
-                "task": number,
-                "accuracy": {str(c): a for c, a in accuracy.items()},
-                "mean_accuracy": sum(accuracy.values()) / len(accuracy),
-            }
-        )
-        number += 1
-    if not results:
-        raise FileNotFoundError(f"no task checkpoints under {args.run_dir}")
-    report = {
-        "run": str(args.run_dir),
-        "samples_per_class": args.samples,
-        "tasks": results,
-    }
-    write_json(args.run_dir / "evaluation.json", report)
-    print(format_accuracy_table(results, info["class_names"]))
+    report = evaluate_run(
+        args.run_dir,
+        samples=args.samples,
+        seed=args.seed,
+        fid=args.fid,
+        reverse=args.reverse_accuracy,
+        reverse_epochs=args.reverse_epochs,
+        tasks=args.tasks,
+        progress=print,
+    )
+    print(format_evaluation(report))
+    print(f"Written to {args.run_dir / 'evaluation.json'}")
+    if args.plots:
+        plot(args)
     return report
 
 
-def format_accuracy_table(results, class_names) -> str:
-    """Markdown table: one row per task, accuracy % per class and the mean."""
-    header = "| task | " + " | ".join(class_names) + " | mean |"
-    lines = [header, "|" + "---|" * (len(class_names) + 2)]
-    for row in results:
-        cells = [
-            f"{100 * row['accuracy'][str(c)]:.1f}" if str(c) in row["accuracy"] else ""
-            for c in range(len(class_names))
-        ]
-        lines.append(
-            f"| {row['task']} | "
-            + " | ".join(cells)
-            + f" | {100 * row['mean_accuracy']:.2f} |"
-        )
-    return "\n".join(lines)
+def plot(args) -> list[Path]:
+    from keras_mergan.plots import plot_run
+
+    paths = plot_run(
+        args.run_dir,
+        tsne_class=args.tsne_class,
+        samples=args.tsne_samples,
+        seed=args.seed,
+    )
+    print("Plots: " + ", ".join(str(path) for path in paths))
+    return paths
 
 
 def _print_accuracy_table(run_dir: Path) -> None:
+    from keras_mergan.evaluation import format_accuracy_table
     from keras_mergan.run import task_dir
 
     info = json.loads((run_dir / "run.json").read_text())

@@ -35,3 +35,33 @@ def auxiliary_classifier_loss(labels, logits):
     return ops.mean(
         ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
     )
+
+
+def replay_alignment_loss(current_images, replayed_images, num_classes, scaling):
+    """MeRGAN-RA's pixel-wise L2 between two generators' images, without lambda.
+
+    `current_images` and `replayed_images` come from the same (z, c) pairs,
+    `num_classes` old classes in equal shares.
+
+    `scaling="reference"` is the MeRGAN reference code's loss: half the summed
+    squared difference of each class's images (TensorFlow's `l2_loss`),
+    summed over classes and divided by `num_classes`. It grows with the batch
+    and image size: 64 replayed 32x32x1 images of one old class weigh
+    32 * 1024 = 32768 times their mean squared error, nine old classes
+    (7 images each) 3584 times. `scaling="mean"` is the mean squared error
+    per pixel, whatever the batch, image size and number of classes.
+    """
+    squared = ops.square(current_images - replayed_images)
+    if scaling == "reference":
+        return ops.sum(squared) / (2.0 * num_classes)
+    if scaling == "mean":
+        return ops.mean(squared)
+    raise ValueError(f"scaling must be 'reference' or 'mean', got {scaling!r}")
+
+
+def elastic_weight_penalty(variables, anchors, fishers):
+    """EWC's 1/2 sum_i F_i (theta_i - theta*_i)^2 over tensors, without lambda."""
+    return 0.5 * sum(
+        ops.sum(fisher * ops.square(variable - anchor))
+        for variable, anchor, fisher in zip(variables, anchors, fishers, strict=True)
+    )

@@ -14,6 +14,10 @@ import numpy as np
 from keras_mergan.sampling import fixed_latents, sample_grid, save_grid
 from keras_mergan.tasks import TaskStream
 
+#: Accuracy per seen class every `eval_every` iterations (`RunRecorder`).
+ACCURACY_CURVE = "accuracy_curve.csv"
+_CURVE_FIELDS = ("iteration", "task", "class", "accuracy")
+
 
 def task_dir(run_dir: str | os.PathLike, task_number: int) -> Path:
     """Folder of task `task_number` (1-based) inside a run directory."""
@@ -42,17 +46,61 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     return path
 
 
+def class_sampler(gan, seed: int = 0) -> Callable[[int, int], np.ndarray]:
+    """`generate(label, n)`: `n` images of class `label` from one seeded z stream.
+
+    The same seed and the same sequence of calls give the same images, so
+    scores computed during training and by `keras-mergan evaluate` agree.
+    """
+    rng = np.random.default_rng(seed)
+
+    def generate(label: int, n: int) -> np.ndarray:
+        z = rng.standard_normal((n, gan.latent_dim)).astype("float32")
+        return np.asarray(gan.generate(z, np.full((n,), label, "int32")))
+
+    return generate
+
+
 def generated_accuracy(
     gan, evaluator, classes: Sequence[int], n_per_class: int, seed: int = 0
 ) -> dict[int, float]:
     """Evaluator accuracy of `n_per_class` generated images per class."""
-    rng = np.random.default_rng(seed)
+    return evaluator.accuracy_per_class(
+        class_sampler(gan, seed), classes, n_per_class=n_per_class
+    )
 
-    def generate(label, n):
-        z = rng.standard_normal((n, gan.latent_dim)).astype("float32")
-        return gan.generate(z, np.full((n,), label, "int32"))
 
-    return evaluator.accuracy_per_class(generate, classes, n_per_class=n_per_class)
+def read_accuracy_curve(run_dir: str | os.PathLike) -> list[dict]:
+    """Accuracy per class over training: `{iteration, task, class, accuracy}` rows.
+
+    Rows come from `accuracy_curve.csv` (written every `eval_every`
+    iterations by `RunRecorder`) and from the task ends' `metrics.json`,
+    sorted by iteration then class; a run trained without `eval_every` has
+    only the task-end points.
+    """
+    run_dir = Path(run_dir)
+    points = {}
+    number = 1
+    while (task_dir(run_dir, number) / "metrics.json").exists():
+        metrics = json.loads((task_dir(run_dir, number) / "metrics.json").read_text())
+        iteration = number * metrics["iterations"]
+        for label, accuracy in metrics.get("accuracy", {}).items():
+            points[iteration, int(label)] = (number, float(accuracy))
+        number += 1
+    for row in _read_csv(run_dir / ACCURACY_CURVE):
+        key = int(row["iteration"]), int(row["class"])
+        points[key] = (int(row["task"]), float(row["accuracy"]))
+    return [
+        {"iteration": i, "task": task, "class": label, "accuracy": accuracy}
+        for (i, label), (task, accuracy) in sorted(points.items())
+    ]
+
+
+def _read_csv(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 class RunRecorder(keras.callbacks.Callback):
@@ -60,7 +108,10 @@ class RunRecorder(keras.callbacks.Callback):
 
     The run folder gets `run.json` (what was trained, on what) at the start
     and one `metrics.csv` row per task. Files are written atomically, so a
-    crash leaves the last finished task's files whole.
+    crash leaves the last finished task's files whole. With `eval_every`,
+    `accuracy_curve.csv` also gets the accuracy of every seen class every
+    `eval_every` iterations and at each task end (forgetting curves); rows
+    past the point a resumed run continues from are dropped.
 
     Args:
         run_dir: the run's folder.
@@ -71,6 +122,8 @@ class RunRecorder(keras.callbacks.Callback):
         grid_columns: latent vectors (columns) of the sample grid.
         seed: seed of the grid's fixed z and of the evaluation samples.
         on_task_end: called with (task_number, task_folder) after each task.
+        eval_every: iterations between two evaluations inside a task (0:
+            only at task ends); needs an evaluator.
 
     Example:
 
@@ -88,8 +141,13 @@ class RunRecorder(keras.callbacks.Callback):
         grid_columns: int = 8,
         seed: int = 0,
         on_task_end: Sequence[Callable[[int, Path], None]] = (),
+        eval_every: int = 0,
     ):
         super().__init__()
+        if eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0, got {eval_every}")
+        if eval_every and evaluator is None:
+            raise ValueError("eval_every needs an evaluator")
         self.run_dir = Path(run_dir)
         self.stream = stream
         self.run_info = run_info
@@ -98,14 +156,39 @@ class RunRecorder(keras.callbacks.Callback):
         self.grid_columns = grid_columns
         self.seed = seed
         self.on_task_end = list(on_task_end)
+        self.eval_every = int(eval_every)
 
     def on_train_begin(self, logs=None):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.run_dir / "run.json", self.run_info)
         self._z = fixed_latents(self.grid_columns, self.model.latent_dim, self.seed)
+        self._first_epoch = True
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.time()
+        self._task = epoch
+        # a fit resumed part-way through a task runs only its remaining steps
+        self._steps_before = self.stream.steps_per_task - self.params.get(
+            "steps", self.stream.steps_per_task
+        )
+        if self._first_epoch:
+            self._first_epoch = False
+            self._drop_curve_after(
+                epoch * self.stream.steps_per_task + self._steps_before
+            )
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._steps_before + batch + 1
+        if (
+            self.eval_every
+            and step % self.eval_every == 0
+            and step < self.stream.steps_per_task
+        ):
+            seen = self.stream.seen_classes(self._task)
+            accuracy = generated_accuracy(
+                self.model, self.evaluator, seen, self.eval_samples, self.seed
+            )
+            self._append_curve(step, accuracy)
 
     def on_epoch_end(self, epoch, logs=None):
         number = epoch + 1
@@ -125,6 +208,8 @@ class RunRecorder(keras.callbacks.Callback):
             )
             metrics["accuracy"] = {str(c): a for c, a in accuracy.items()}
             metrics["mean_accuracy"] = float(np.mean(list(accuracy.values())))
+            if self.eval_every:
+                self._append_curve(self.stream.steps_per_task, accuracy)
         save_model(self.model, folder / "gan.keras")
         save_grid(sample_grid(self.model, seen, self._z), folder / "grid.png")
         write_json(folder / "metrics.json", metrics)
@@ -144,3 +229,28 @@ class RunRecorder(keras.callbacks.Callback):
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+    def _append_curve(self, step: int, accuracy: dict[int, float]) -> None:
+        path = self.run_dir / ACCURACY_CURVE
+        iteration = self._task * self.stream.steps_per_task + step
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(_CURVE_FIELDS)
+            for label, value in accuracy.items():
+                writer.writerow([iteration, self._task + 1, label, f"{value:.6g}"])
+
+    def _drop_curve_after(self, iteration: int) -> None:
+        path = self.run_dir / ACCURACY_CURVE
+        rows = _read_csv(path)
+        kept = [row for row in rows if int(row["iteration"]) <= iteration]
+        if len(kept) == len(rows):
+            return
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=f".{path.name}.", delete=False, newline=""
+        ) as tmp:
+            writer = csv.DictWriter(tmp, fieldnames=_CURVE_FIELDS)
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(tmp.name, path)

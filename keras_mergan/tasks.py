@@ -1,5 +1,6 @@
 """Task streams: one category group per task, one Keras epoch per task."""
 
+import copy
 from collections.abc import Sequence
 
 import keras
@@ -30,12 +31,14 @@ def cumulative_tasks(tasks: Sequence[Sequence[int]]) -> list[list[int]]:
 class TaskStream(keras.utils.PyDataset):
     """Endless batches of real images, the task chosen by the step index.
 
-    Step `i` of `model.fit` belongs to task `initial_task + i //
-    steps_per_task`. Tying the task to the index (rather than to a switch
-    flipped by a callback) keeps batches exact even when a backend's input
-    pipeline prefetches across a task boundary, and makes every batch
-    reproducible from `(seed, i)`. Each batch holds `n_critic * batch_size`
-    images: one real batch per critic update of a WGAN-GP iteration.
+    Step `i` of `model.fit` is iteration `initial_task * steps_per_task +
+    initial_step + i` of the whole sequence and belongs to the task of that
+    iteration. Tying the task to the index (rather than to a switch flipped
+    by a callback) keeps batches exact even when a backend's input pipeline
+    prefetches across a task boundary, and makes every batch reproducible
+    from `(seed, iteration)`, also in a run resumed part-way. Each batch
+    holds `n_critic * batch_size` images: one real batch per critic update
+    of a WGAN-GP iteration.
 
     Args:
         images: float array [N, H, W, C] in [-1, 1].
@@ -47,6 +50,9 @@ class TaskStream(keras.utils.PyDataset):
         seed: seed of the sampling.
         initial_task: task of step 0, to resume a sequence part-way with
             `fit(initial_epoch=initial_task)`.
+        initial_step: iterations of `initial_task` already done; the first
+            epoch of a resumed fit then has `steps_per_task - initial_step`
+            steps.
 
     Example:
 
@@ -67,6 +73,7 @@ class TaskStream(keras.utils.PyDataset):
         n_critic: int = 5,
         seed: int = 0,
         initial_task: int = 0,
+        initial_step: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -89,6 +96,11 @@ class TaskStream(keras.utils.PyDataset):
         self.n_critic = int(n_critic)
         self.seed = int(seed)
         self.initial_task = int(initial_task)
+        if not 0 <= initial_step < self.steps_per_task:
+            raise ValueError(
+                f"initial_step {initial_step} outside 0..{self.steps_per_task - 1}"
+            )
+        self.initial_step = int(initial_step)
         self._pools = []
         for t, task in enumerate(self.tasks):
             pool = np.flatnonzero(np.isin(labels, task))
@@ -105,15 +117,31 @@ class TaskStream(keras.utils.PyDataset):
     def num_batches(self):
         return None
 
+    def iteration_of_step(self, index: int) -> int:
+        """Iteration of the whole task sequence that fit's step `index` runs."""
+        return self.initial_task * self.steps_per_task + self.initial_step + index
+
     def task_of_step(self, index: int) -> int:
-        return min(self.initial_task + index // self.steps_per_task, self.num_tasks - 1)
+        return min(
+            self.iteration_of_step(index) // self.steps_per_task, self.num_tasks - 1
+        )
+
+    def starting_at(self, task: int, step: int = 0) -> "TaskStream":
+        """The same stream, its step 0 being iteration `step` of `task`."""
+        if not 0 <= task < self.num_tasks:
+            raise ValueError(f"task {task} outside 0..{self.num_tasks - 1}")
+        if not 0 <= step < self.steps_per_task:
+            raise ValueError(f"step {step} outside 0..{self.steps_per_task - 1}")
+        stream = copy.copy(self)
+        stream.initial_task, stream.initial_step = int(task), int(step)
+        return stream
 
     def seen_classes(self, task: int) -> list[int]:
         """Classes of tasks 0..task, in order of first appearance."""
         return cumulative_tasks(self.tasks[: task + 1])[-1]
 
     def __getitem__(self, index):
-        rng = np.random.default_rng([self.seed, int(index)])
+        rng = np.random.default_rng([self.seed, self.iteration_of_step(int(index))])
         pool = self._pools[self.task_of_step(int(index))]
         chosen = rng.choice(pool, size=self.batch_size * self.n_critic)
         return self.images[chosen], self.labels[chosen]
@@ -141,12 +169,25 @@ class TaskSequence(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         steps = self.params.get("steps")
-        if steps != self.stream.steps_per_task:
+        epochs = self.params.get("epochs")
+        remaining = self.stream.steps_per_task - self.stream.initial_step
+        if steps != remaining:
             raise ValueError(
                 f"fit(steps_per_epoch={steps}) must equal the stream's "
-                f"steps_per_task={self.stream.steps_per_task}: one epoch is one task"
+                f"steps_per_task={self.stream.steps_per_task}"
+                + (
+                    f" minus its initial_step={self.stream.initial_step}"
+                    if self.stream.initial_step
+                    else ""
+                )
+                + ": one epoch is one task"
             )
-        epochs = self.params.get("epochs")
+        if self.stream.initial_step and epochs != self.stream.initial_task + 1:
+            raise ValueError(
+                f"a stream starting part-way through task {self.stream.initial_task}"
+                f" covers only that task: fit(epochs={self.stream.initial_task + 1}, "
+                f"initial_epoch={self.stream.initial_task})"
+            )
         if epochs is not None and epochs > self.stream.num_tasks:
             raise ValueError(
                 f"fit(epochs={epochs}) asks for more tasks than the stream's "
@@ -155,7 +196,9 @@ class TaskSequence(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         # Epoch t is task t; a resumed fit(initial_epoch=k) pairs with a
-        # stream built with initial_task=k.
+        # stream built with initial_task=k. A fit resumed part-way through
+        # task k still begins it here, from the task's starting state, and
+        # then loads the mid-task state (keras_mergan.resume).
         self.model.begin_task(
             epoch, self.stream.tasks[epoch], self.stream.seen_classes(epoch)
         )

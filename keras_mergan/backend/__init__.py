@@ -7,6 +7,8 @@ Each submodule (`tensorflow`, `jax`, `torch`) provides:
   `optimizer` and returns `(loss, aux)`.
 - `input_gradient(fn, x)`: the gradient of `sum(fn(x))` with respect to `x`,
   itself differentiable (the gradient penalty's double backprop).
+- `gradients(loss_fn, variables)`: the gradients of the scalar `loss_fn()`
+  with respect to `variables`, outside a train step (e.g. EWC's Fisher).
 - `run_train_step(model, step_fn, *args)`: adapts Keras' `train_step`
   calling convention for the backend to the stateful `step_fn(data)`.
 - `JIT_COMPILE`: the `jit_compile` value that is fastest for a GAN step.
@@ -15,6 +17,12 @@ Each submodule (`tensorflow`, `jax`, `torch`) provides:
   rather than as the backend's convolution ops.
 - `leaky_relu(x, negative_slope)`: the leaky ReLU whose second derivative is
   cheapest for the gradient penalty's double backprop.
+- `data_parallel(num_devices)`: a context manager inside which models are
+  built and trained with each batch split over `num_devices` devices.
+- `replica()`, `all_gather(x)`, `replica_mean(x)`: this replica's index and
+  the replica count, the global batch, and a mean over replicas, for engines
+  that run one step per replica (TF's MirroredStrategy); identities where
+  one program spans every device.
 """
 
 import importlib

@@ -8,10 +8,12 @@ runs inside a `StatelessScope` mapping every state variable to its value;
 variables are bound to `jax.grad`'s arguments.
 """
 
+import contextlib
 import contextvars
 
 import jax
 import jax.numpy as jnp
+import keras
 from keras import StatelessScope
 from keras.src.backend.common.stateless_scope import (
     get_stateless_scope,
@@ -105,3 +107,48 @@ def _minimize_eagerly(loss_fn, variables, optimizer):
     for variable in tracked:
         variable.assign(scope.get_current_value(variable))
     return result
+
+
+def gradients(loss_fn, variables):
+    # Outside a compiled step: bind the variables to jax.grad's arguments.
+    def pure_loss(values):
+        with StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+            return loss_fn()
+
+    return jax.grad(pure_loss)([v.value for v in variables])
+
+
+@contextlib.contextmanager
+def data_parallel(num_devices):
+    # Keras' JAX trainer shards each batch over the mesh and XLA's SPMD
+    # partitioner keeps global-batch semantics (batch statistics, means), so
+    # the step itself needs no change.
+    devices = jax.devices()
+    if num_devices > len(devices):
+        raise ValueError(
+            f"{num_devices} devices requested, JAX sees {len(devices)}: "
+            f"{devices}. On CPU, XLA_FLAGS="
+            f"--xla_force_host_platform_device_count={num_devices} adds virtual "
+            "devices."
+        )
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(
+        keras.distribution.DataParallel(devices=devices[:num_devices])
+    )
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(previous)
+
+
+def replica():
+    # One program for all devices: XLA partitions the global batch itself.
+    return 0, 1
+
+
+def all_gather(x):
+    return x
+
+
+def replica_mean(x):
+    return x

@@ -1,5 +1,7 @@
 """TensorFlow: nested `GradientTape`s inside Keras' `tf.function`."""
 
+import contextlib
+
 import tensorflow as tf
 
 # XLA on CPU compiles the transposed convolutions of the penalty's double
@@ -10,7 +12,9 @@ JIT_COMPILE = False
 def minimize(loss_fn, variables, optimizer):
     with tf.GradientTape() as tape:
         loss, aux = loss_fn()
-    gradients = tape.gradient(loss, variables)
+        # The optimizer sums gradients over replicas: scale to the mean.
+        replica_loss = loss / replica()[1]
+    gradients = tape.gradient(replica_loss, variables)
     optimizer.apply(gradients, variables)
     return loss, aux
 
@@ -34,5 +38,68 @@ def input_gradient(fn, x):
     return tape.gradient(total, x)
 
 
+def gradients(loss_fn, variables):
+    with tf.GradientTape() as tape:
+        loss = loss_fn()
+    return tape.gradient(loss, variables)
+
+
 def run_train_step(model, step_fn, data):
     return step_fn(data)
+
+
+def replica():
+    """(index of this replica, number of replicas) of a `tf.distribute` step."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return 0, 1
+    return context.replica_id_in_sync_group, context.num_replicas_in_sync
+
+
+def all_gather(x):
+    """The global batch from every replica's share, in the input's order."""
+    if replica()[1] == 1:
+        return x
+    gathered = tf.distribute.get_replica_context().all_gather(x, axis=0)
+    return tf.reshape(gathered, [-1, *x.shape[1:]])  # all_gather drops the shape
+
+
+def replica_mean(x):
+    """The mean of `x` over replicas (synchronised batch statistics)."""
+    if replica()[1] == 1:
+        return x
+    return tf.distribute.get_replica_context().all_reduce("MEAN", x)
+
+
+@contextlib.contextmanager
+def data_parallel(num_devices):
+    # MirroredStrategy splits each global batch into contiguous shares; the
+    # step gathers them back (`all_gather`) so that every replica computes its
+    # share of exactly what one device would.
+    kind = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    if kind == "CPU":
+        _split_cpu(num_devices)
+    devices = [d.name for d in tf.config.list_logical_devices(kind)]
+    if num_devices > len(devices):
+        raise ValueError(
+            f"{num_devices} devices requested, TensorFlow sees {len(devices)}: "
+            f"{devices}"
+        )
+    with tf.distribute.MirroredStrategy(devices[:num_devices]).scope():
+        yield
+
+
+def _split_cpu(count):
+    # Logical devices can only be configured before TensorFlow starts.
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    if len(tf.config.get_logical_device_configuration(cpu) or [None]) >= count:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count
+        )
+    except RuntimeError as error:
+        raise ValueError(
+            f"cannot split the CPU into {count} devices once TensorFlow has "
+            "started: enter data_parallel() before building any model"
+        ) from error

@@ -28,5 +28,29 @@ def input_gradient(fn, x):
     return gradient
 
 
+def gradients(loss_fn, variables):
+    loss = loss_fn()
+    return [g.detach() for g in torch.autograd.grad(loss, [v.value for v in variables])]
+
+
 def run_train_step(model, step_fn, data):
     return step_fn(data)
+
+
+def replica():
+    return 0, 1
+
+
+def all_gather(x):
+    return x
+
+
+def replica_mean(x):
+    return x
+
+
+def data_parallel(num_devices):
+    raise ValueError(
+        "data-parallel training runs on Keras' own engines: use the jax "
+        "(keras.distribution.DataParallel) or tensorflow (MirroredStrategy) backend"
+    )

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_mergan.backend import training_backend
+
 
 @keras.saving.register_keras_serializable(package="keras_mergan")
 class ConditionalBatchNormalization(keras.layers.Layer):
@@ -64,9 +66,7 @@ class ConditionalBatchNormalization(keras.layers.Layer):
         rank = len(inputs.shape)
         if training:
             # keepdims keeps the torch ONNX exporter away from multi-axis squeezes.
-            mean, variance = ops.moments(
-                inputs, axes=list(range(rank - 1)), keepdims=True
-            )
+            mean, variance = _batch_moments(inputs, axes=list(range(rank - 1)))
             self._update_moving_statistics(
                 ops.reshape(mean, (1, -1)), ops.reshape(variance, (1, -1)), labels
             )
@@ -79,6 +79,8 @@ class ConditionalBatchNormalization(keras.layers.Layer):
 
     def _update_moving_statistics(self, mean, variance, labels):
         present = ops.max(ops.one_hot(labels, self.num_classes), axis=0)
+        # A class present in any replica's share is present in the batch.
+        present = ops.cast(training_backend().replica_mean(present) > 0, "float32")
         step = ops.expand_dims(present, -1) * (1.0 - self.momentum)
         mean = ops.stop_gradient(mean)
         variance = ops.stop_gradient(variance)
@@ -96,3 +98,15 @@ class ConditionalBatchNormalization(keras.layers.Layer):
             num_classes=self.num_classes, momentum=self.momentum, epsilon=self.epsilon
         )
         return config
+
+
+def _batch_moments(inputs, axes):
+    """Mean and variance over the whole batch, all replicas' shares included."""
+    backend = training_backend()
+    if backend.replica()[1] == 1:
+        return ops.moments(inputs, axes=axes, keepdims=True)
+    mean = backend.replica_mean(ops.mean(inputs, axis=axes, keepdims=True))
+    square = backend.replica_mean(
+        ops.mean(ops.square(inputs), axis=axes, keepdims=True)
+    )
+    return mean, square - ops.square(mean)

@@ -1,0 +1,345 @@
+"""Evaluation of a finished run: accuracy, FID and reverse accuracy per task.
+
+For every task checkpoint ``RUN_DIR/task_XX/gan.keras`` and every class seen
+up to that task, `evaluate_run` generates ``samples`` images (the z stream of
+`keras_mergan.run.class_sampler`, so the accuracies equal those recorded
+during training with the same seed and sample count) and reports
+(DESIGN.md section 4):
+
+- accuracy: the fraction of a class's images the evaluator labels as that
+  class, per class and averaged over the seen classes;
+- FID: the Fréchet distance between Gaussian fits of the evaluator's
+  ``"features"`` of generated images and of the real test images, per class
+  and over all seen classes together (no Inception download). With few real
+  test images per class (100 in the built-in digits) the per-class value is
+  biased upwards: compare it between runs of the same dataset only;
+- reverse accuracy: a classifier with the evaluator's architecture, trained
+  on the generated images of the seen classes, tested on their real test
+  images (reported from two seen classes on).
+
+``keras-mergan evaluate RUN_DIR`` prints the tables of `format_evaluation`
+and writes the report to ``RUN_DIR/evaluation.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_mergan.data import ImageDataset, load_dataset
+from keras_mergan.evaluator import Evaluator
+from keras_mergan.metrics import feature_distance
+from keras_mergan.run import class_sampler, task_dir, write_json
+
+__all__ = [
+    "evaluate_run",
+    "reverse_accuracy",
+    "format_accuracy_table",
+    "format_evaluation",
+    "load_run",
+    "read_run_info",
+    "task_metrics",
+    "load_task_gan",
+    "task_numbers",
+]
+
+EVALUATION_FILE = "evaluation.json"
+
+
+def read_run_info(run_dir: str | os.PathLike) -> dict:
+    """`run.json` of a run folder."""
+    info_path = Path(run_dir) / "run.json"
+    if not info_path.exists():
+        raise FileNotFoundError(f"{info_path} not found: is {run_dir} a run folder?")
+    return json.loads(info_path.read_text())
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[dict, ImageDataset]:
+    """`run.json` of a run folder and the dataset it was trained on."""
+    info = read_run_info(run_dir)
+    height, _, channels = info["image_shape"]
+    dataset = load_dataset(info["dataset"], image_size=height, channels=channels)
+    return info, dataset
+
+
+def task_numbers(run_dir: str | os.PathLike) -> list[int]:
+    """1-based numbers of the consecutive finished tasks (with a `gan.keras`)."""
+    numbers = []
+    while (task_dir(run_dir, len(numbers) + 1) / "gan.keras").exists():
+        numbers.append(len(numbers) + 1)
+    return numbers
+
+
+def task_metrics(run_dir: str | os.PathLike, number: int) -> dict:
+    """`metrics.json` of task `number` (1-based)."""
+    return json.loads((task_dir(run_dir, number) / "metrics.json").read_text())
+
+
+def load_task_gan(run_dir: str | os.PathLike, number: int) -> tuple[keras.Model, dict]:
+    """The GAN saved after task `number` and that task's `metrics.json`."""
+    import keras_mergan.methods  # noqa: F401  (registers the model classes)
+
+    gan = keras.saving.load_model(task_dir(run_dir, number) / "gan.keras")
+    return gan, task_metrics(run_dir, number)
+
+
+def reverse_accuracy(
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    epochs: int | None = None,
+    seed: int = 0,
+) -> float:
+    """Accuracy on `test_*` of an evaluator-architecture CNN trained on `train_*`.
+
+    Labels may be any class indices: they are renumbered over the classes of
+    `train_labels`, and the classifier has one output per such class.
+
+    Args:
+        train_images: ``[N, S, S, C]`` in ``[-1, 1]`` (generated images).
+        train_labels: ``[N]`` class indices.
+        test_images: real images of the same classes.
+        test_labels: their class indices.
+        epochs: training epochs; default as for the evaluator (about 1400
+            optimizer steps).
+        seed: seed of initialisation, dropout and shuffling.
+
+    Example:
+        >>> ds = load_dataset("digits")
+        >>> train, test = np.isin(ds.y_train, [0, 1]), np.isin(ds.y_test, [0, 1])
+        >>> x, y = ds.x_train[train], ds.y_train[train]
+        >>> reverse_accuracy(x, y, ds.x_test[test], ds.y_test[test])  # doctest: +SKIP
+        0.995
+    """
+    classes = np.unique(np.asarray(train_labels))
+    if not np.isin(test_labels, classes).all():
+        raise ValueError("test_labels hold classes that train_labels do not")
+    dataset = ImageDataset(
+        name="reverse",
+        x_train=np.asarray(train_images, np.float32),
+        y_train=np.searchsorted(classes, train_labels).astype("int32"),
+        x_test=np.asarray(test_images, np.float32),
+        y_test=np.searchsorted(classes, test_labels).astype("int32"),
+        class_names=tuple(str(c) for c in classes),
+    )
+    with tempfile.TemporaryDirectory(prefix="keras_mergan_reverse_") as cache:
+        classifier = Evaluator.for_dataset(
+            dataset, cache_dir=cache, epochs=epochs, seed=seed
+        )
+    return classifier.accuracy(dataset.x_test, dataset.y_test)
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    samples: int = 1000,
+    seed: int = 0,
+    fid: bool = True,
+    reverse: bool = False,
+    reverse_epochs: int | None = None,
+    tasks: Sequence[int] | None = None,
+    evaluator: Evaluator | None = None,
+    dataset: ImageDataset | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Scores of every task checkpoint of a run; writes ``evaluation.json``.
+
+    Args:
+        run_dir: the run's folder.
+        samples: generated images per seen class (and per task).
+        seed: seed of the latent vectors.
+        fid: compute FID on evaluator features, per class and overall.
+        reverse: compute the reverse accuracy (trains one classifier per
+            task with two or more seen classes).
+        reverse_epochs: epochs of those classifiers (default: the
+            evaluator's schedule).
+        tasks: 1-based task numbers to evaluate (default: every finished one).
+        evaluator: default the dataset's cached evaluator
+            (`Evaluator.for_dataset`).
+        dataset: default the run's dataset (`run.json`).
+        progress: called with a line of text before each task.
+
+    Returns:
+        The report written to ``RUN_DIR/evaluation.json``: ``run``,
+        ``samples_per_class``, ``seed``, ``class_names`` and ``tasks``, one
+        entry per task with ``task``, ``seen_classes``, ``accuracy`` (by
+        class, as a string), ``mean_accuracy`` and, when asked, ``fid``,
+        ``fid_per_class`` and ``reverse_accuracy`` (None with a single
+        seen class).
+
+    Example:
+        >>> report = evaluate_run("runs/ra-digits", samples=200)  # doctest: +SKIP
+        >>> report["tasks"][-1]["mean_accuracy"]  # doctest: +SKIP
+        0.97
+    """
+    run_dir = Path(run_dir)
+    if samples < 2:
+        raise ValueError(f"samples must be >= 2, got {samples}")
+    if dataset is None:
+        _, dataset = load_run(run_dir)
+    available = task_numbers(run_dir)
+    if not available:
+        raise FileNotFoundError(f"no task checkpoints under {run_dir}")
+    wanted = list(available if tasks is None else tasks)
+    missing = sorted(set(wanted) - set(available))
+    if missing:
+        raise ValueError(
+            f"tasks {missing} are not finished in {run_dir} "
+            f"(finished: 1-{available[-1]})"
+        )
+    if evaluator is None:
+        evaluator = Evaluator.for_dataset(dataset)
+    real_features: dict[int, np.ndarray] = {}
+    results = []
+    for number in wanted:
+        if progress:
+            progress(f"evaluating task {number}/{available[-1]}")
+        gan, metrics = load_task_gan(run_dir, number)
+        seen = [int(c) for c in metrics["seen_classes"]]
+        images, accuracy = _generated_images(gan, evaluator, seen, samples, seed)
+        row = {
+            "task": number,
+            "seen_classes": seen,
+            "accuracy": {str(c): a for c, a in accuracy.items()},
+            "mean_accuracy": float(np.mean(list(accuracy.values()))),
+        }
+        if fid:
+            row.update(_fid(evaluator, dataset, images, real_features))
+        if reverse:
+            row["reverse_accuracy"] = _reverse(images, dataset, reverse_epochs, seed)
+        results.append(row)
+    report = {
+        "run": str(run_dir),
+        "samples_per_class": samples,
+        "seed": seed,
+        "class_names": list(dataset.class_names),
+        "evaluator": str(evaluator.cache_path) if evaluator.cache_path else None,
+        "tasks": results,
+    }
+    write_json(run_dir / EVALUATION_FILE, report)
+    return report
+
+
+def _generated_images(
+    gan, evaluator, classes, samples, seed
+) -> tuple[dict[int, np.ndarray], dict[int, float]]:
+    """``{class: images}`` and the evaluator's accuracy on them, per class.
+
+    The images are those `Evaluator.accuracy_per_class` scores, recorded as
+    they are drawn: FID and reverse accuracy see the same samples.
+    """
+    sampler = class_sampler(gan, seed)
+    drawn: dict[int, list[np.ndarray]] = {c: [] for c in classes}
+
+    def recording(label: int, n: int) -> np.ndarray:
+        batch = sampler(label, n)
+        drawn[label].append(batch)
+        return batch
+
+    accuracy = evaluator.accuracy_per_class(recording, classes, n_per_class=samples)
+    images = {c: np.concatenate(parts)[:samples] for c, parts in drawn.items()}
+    return images, accuracy
+
+
+def _fid(evaluator, dataset, images, real_features) -> dict:
+    per_class: dict[str, float | None] = {}
+    fake_all, real_all = [], []
+    for label, generated in images.items():
+        if label not in real_features:
+            real = dataset.x_test[dataset.y_test == label]
+            real_features[label] = evaluator.features(real)
+        fake = evaluator.features(generated)
+        real = real_features[label]
+        per_class[str(label)] = feature_distance(fake, real) if len(real) >= 2 else None
+        fake_all.append(fake)
+        real_all.append(real)
+    real = np.concatenate(real_all)
+    overall = (
+        feature_distance(np.concatenate(fake_all), real) if len(real) >= 2 else None
+    )
+    return {"fid": overall, "fid_per_class": per_class}
+
+
+def _reverse(images, dataset, epochs, seed) -> float | None:
+    classes = sorted(images)
+    if len(classes) < 2:
+        return None
+    test = np.isin(dataset.y_test, classes)
+    if not test.any():
+        return None
+    return reverse_accuracy(
+        np.concatenate([images[c] for c in classes]),
+        np.concatenate([np.full(len(images[c]), c) for c in classes]),
+        dataset.x_test[test],
+        dataset.y_test[test],
+        epochs=epochs,
+        seed=seed,
+    )
+
+
+def format_accuracy_table(results: Sequence[dict], class_names: Sequence[str]) -> str:
+    """Markdown table: one row per task, accuracy % per class and the mean.
+
+    Rows holding ``fid`` or ``reverse_accuracy`` (from `evaluate_run`) add
+    those columns.
+
+    Example:
+        >>> row = {"task": 1, "accuracy": {"0": 0.5}, "mean_accuracy": 0.5}
+        >>> print(format_accuracy_table([row], ["zero", "one"]))
+        | task | zero | one | mean |
+        |---|---|---|---|
+        | 1 | 50.0 |  | 50.00 |
+    """
+    extra = [
+        (key, title)
+        for key, title in (("fid", "FID"), ("reverse_accuracy", "reverse acc."))
+        if any(key in row for row in results)
+    ]
+    titles = ["task", *class_names, "mean", *(title for _, title in extra)]
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+    for row in results:
+        cells = [str(row["task"])]
+        cells += [
+            f"{100 * row['accuracy'][str(c)]:.1f}" if str(c) in row["accuracy"] else ""
+            for c in range(len(class_names))
+        ]
+        cells.append(f"{100 * row['mean_accuracy']:.2f}")
+        for key, _ in extra:
+            value = row.get(key)
+            if value is None:
+                cells.append("")
+            else:
+                cells.append(f"{value:.2f}" if key == "fid" else f"{100 * value:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_evaluation(report: dict) -> str:
+    """The accuracy table and, when computed, a table of FID per class."""
+    names = report["class_names"]
+    text = format_accuracy_table(report["tasks"], names)
+    rows = [row for row in report["tasks"] if "fid_per_class" in row]
+    if rows:
+        lines = ["| task | " + " | ".join(names) + " | all |"]
+        lines.append("|" + "---|" * (len(names) + 2))
+        for row in rows:
+            cells = [
+                _number(row["fid_per_class"].get(str(c))) for c in range(len(names))
+            ]
+            lines.append(
+                f"| {row['task']} | "
+                + " | ".join(cells)
+                + f" | {_number(row['fid'])} |"
+            )
+        text += "\n\nFID on evaluator features (lower is better)\n\n" + "\n".join(lines)
+    return text
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"

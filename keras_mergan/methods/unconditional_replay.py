@@ -1,0 +1,145 @@
+"""Unconditional WGAN-GP whose critic sees real data mixed with replays."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_mergan.backend import training_backend
+from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP, _paper_adam
+
+
+@keras.saving.register_keras_serializable(package="keras_mergan")
+class UnconditionalReplayGAN(ConditionalWGANGP):
+    """Base of DGR and LT-GANs: an unconditional generator learns a data mix.
+
+    The generator is the (conditional) generator given to the constructor,
+    always called with label 0: its class-0 batch-norm row acts as a plain
+    batch norm. The critic's class head is not trained, so `lambda_cls` is
+    accepted (the CLI passes every method the same options) and ignored.
+
+    In every critic batch of `B` images, the first `round(r * B)` stay real
+    and the rest are replaced by images of the frozen `replay_generator`,
+    with `r = real_fraction()` fixed per task (1 in the first task). The
+    critic treats the whole mix as real data, so the generator learns the
+    mixture of the current task and of what the replay generator remembers.
+    Subclasses train further networks on the same mix (`extra_updates`)
+    and label replays (`replay_targets`).
+
+    Args:
+        generator: `(z, label) -> image` model.
+        critic: `image -> (score, logits)` model.
+        **kwargs: `ConditionalWGANGP` arguments.
+
+    Example:
+
+    >>> from keras_mergan.models import build_dcgan_critic, build_dcgan_generator
+    >>> gan = UnconditionalReplayGAN(build_dcgan_generator(1), build_dcgan_critic(1))
+    >>> gan.compile()
+    """
+
+    def __init__(self, generator: keras.Model, critic: keras.Model, **kwargs):
+        super().__init__(generator, critic, **{**kwargs, "lambda_cls": 0.0})
+        self._extra_trackers = {
+            name: keras.metrics.Mean(name=name) for name in self.extra_loss_names()
+        }
+
+    def extra_loss_names(self) -> list[str]:
+        """Names of the values `extra_updates` returns, fixed before any step."""
+        return []
+
+    def extra_optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
+        """Optimizers of further networks, by the prefix of their layer names."""
+        return {}
+
+    @property
+    def metrics(self):
+        return super().metrics + list(self._extra_trackers.values())
+
+    def compile(
+        self,
+        generator_optimizer: keras.optimizers.Optimizer | None = None,
+        critic_optimizer: keras.optimizers.Optimizer | None = None,
+        **kwargs,
+    ):
+        """As `ConditionalWGANGP.compile`, plus `extra_optimizers()` in the map."""
+        if "optimizer" not in kwargs:
+            optimizer_map = {
+                f"{self.critic.name}_.*": critic_optimizer or _paper_adam("critic_adam")
+            }
+            optimizer_map.update(
+                {f"{prefix}_.*": opt for prefix, opt in self.extra_optimizers().items()}
+            )
+            kwargs["optimizer"] = keras.optimizers.MultiOptimizer(
+                keras.optimizers.OptimizerMap(
+                    default_optimizer=generator_optimizer
+                    or _paper_adam("generator_adam"),
+                    optimizer_map=optimizer_map,
+                )
+            )
+        super().compile(**kwargs)
+
+    def extra_optimizer(self, prefix: str) -> keras.optimizers.Optimizer:
+        """The optimizer of the layers whose names start with `prefix`."""
+        return self.optimizer._optimizer_map[f"{prefix}_"]
+
+    def real_fraction(self) -> float:
+        """Fraction r of each critic batch that is real data in this task."""
+        return 1.0
+
+    def replay_targets(self, replayed_images):
+        """Labels of replayed images in the mix; 0 (no class) by default."""
+        return ops.zeros((ops.shape(replayed_images)[0],), "int32")
+
+    def mix_with_replay(self, images, labels):
+        """The step's images and labels, each critic batch's tail replayed.
+
+        Rows of every critic batch from position `round(r * B)` on are
+        replaced by the replay generator's images and `replay_targets`. The
+        mix is a row mask over a full batch of replays, which keeps every
+        shape static on each backend.
+        """
+        labels = ops.cast(labels, "int32")
+        if self.real_fraction() >= 1.0:
+            return images, labels
+        n = ops.shape(images)[0]
+        z = keras.random.normal((n, self.latent_dim), seed=self.seed_generator)
+        replayed = ops.stop_gradient(
+            self.replay_generator([z, ops.zeros((n,), "int32")], training=False)
+        )
+        batch_size = n // self.n_critic
+        position = ops.arange(n) % batch_size
+        real_count = ops.round(self.real_fraction() * ops.cast(batch_size, "float32"))
+        is_real = ops.cast(position, "float32") < real_count
+        mask = ops.reshape(is_real, (-1,) + (1,) * (len(images.shape) - 1))
+        mixed_images = ops.where(mask, images, replayed)
+        mixed_labels = ops.where(is_real, labels, self.replay_targets(replayed))
+        return mixed_images, mixed_labels
+
+    def extra_updates(self, images, labels) -> dict:
+        """Updates of further networks on the step's mix; values by name."""
+        return {}
+
+    def _gan_step(self, data):
+        images, labels = self.mix_with_replay(*data)
+        logs = super()._gan_step((images, ops.zeros_like(labels)))
+        values = self.extra_updates(images, labels)
+        for name, tracker in self._extra_trackers.items():
+            tracker.update_state(values[name])
+            logs[name] = tracker.result()
+        return logs
+
+    def minimize_extra(self, loss_fn, network: keras.Model, prefix: str):
+        """`training_backend().minimize` of `loss_fn` over `network`'s variables."""
+        return training_backend().minimize(
+            loss_fn, network.trainable_variables, self.extra_optimizer(prefix)
+        )
+
+    def generate_unconditional(self, z, batch_size: int = 256):
+        """The generator's images for `z` (label 0, its running statistics)."""
+        labels = np.zeros((len(z),), "int32")
+        return self.generator.predict([z, labels], batch_size=batch_size, verbose=0)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["lambda_cls"]
+        return config

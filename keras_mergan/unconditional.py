@@ -1,0 +1,80 @@
+"""Per-task scores of the unconditional replay methods (DGR, LT-GANs).
+
+An unconditional generator cannot be asked for a class, so besides (for
+DGR) the solver-labelled accuracy of `RunRecorder`, a task's report says
+which classes the evaluator sees in the generator's samples:
+
+- `generated_classes`: fraction of samples the evaluator assigns to each
+  class;
+- `seen_class_fraction`: fraction it assigns to a seen class with
+  probability >= `confidence` (samples of forgotten or unseen classes and
+  unrecognisable samples count against it);
+- `solver_accuracy` (DGR): the solver's accuracy on the real test images of
+  the seen classes, the classifier-continual-learning score;
+- `student_nll` (LT-GANs with a student): the student VAE's NLL estimate
+  (reconstruction + KL, nats per image) on those test images.
+"""
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from keras_mergan.run import write_json
+from keras_mergan.sampling import fixed_latents
+
+
+def class_distribution(
+    evaluator, images, seen_classes: Sequence[int], confidence: float = 0.9
+) -> dict:
+    """`generated_classes` and `seen_class_fraction` of `images` (see above).
+
+    Example:
+
+    >>> # class_distribution(evaluator, gan.generate_unconditional(z), [0, 1])
+    """
+    probabilities = evaluator.predict_proba(images)
+    predicted = np.argmax(probabilities, axis=-1)
+    confident = np.max(probabilities, axis=-1) >= confidence
+    counts = np.bincount(predicted, minlength=evaluator.num_classes) / len(predicted)
+    return {
+        "generated_classes": {str(c): float(f) for c, f in enumerate(counts)},
+        "seen_class_fraction": float(
+            np.mean(confident & np.isin(predicted, list(seen_classes)))
+        ),
+        "confidence": float(confidence),
+    }
+
+
+def task_report(
+    gan,
+    seen_classes: Sequence[int],
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    evaluator=None,
+    samples: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """The report of a DGR or LT-GANs model after a task (see the module doc)."""
+    seen = np.isin(test_labels, list(seen_classes))
+    report = {}
+    if evaluator is not None:
+        z = fixed_latents(samples, gan.latent_dim, seed)
+        report.update(
+            class_distribution(evaluator, gan.generate_unconditional(z), seen_classes)
+        )
+    if hasattr(gan, "classify"):
+        predicted = gan.classify(test_images[seen])
+        report["solver_accuracy"] = float(np.mean(predicted == test_labels[seen]))
+    if getattr(gan, "student", None) is not None:
+        report["student_nll"] = gan.student.negative_log_likelihood(
+            test_images[seen], seed=seed
+        )
+    return report
+
+
+def add_task_report(folder: Path, report: dict) -> None:
+    """Merge `report` into a task folder's `metrics.json`."""
+    path = Path(folder) / "metrics.json"
+    write_json(path, {**json.loads(path.read_text()), **report})

@@ -1,0 +1,85 @@
+"""Data-parallel training matches one device on the same global batch.
+
+Each case runs in a subprocess: virtual CPU devices must be configured
+before JAX or TensorFlow starts.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_mergan.distribution import data_parallel
+
+TESTS = Path(__file__).resolve().parent
+
+SCRIPT = """
+import json, sys
+import keras, numpy as np
+sys.path.insert(0, {tests!r})
+from conftest import random_images, tiny_gan
+from keras_mergan.distribution import data_parallel
+from keras_mergan.tasks import TaskSequence, TaskStream
+
+def train():
+    keras.utils.set_random_seed(0)
+    gan = tiny_gan()
+    stream = TaskStream(random_images(80), np.arange(80) % 3, [[0, 1, 2]], 2, 8, 5)
+    history = gan.fit(stream, epochs=1, steps_per_epoch=2,
+                      callbacks=[TaskSequence(stream)], verbose=0)
+    z = np.random.default_rng(1).standard_normal((6, 16)).astype("float32")
+    images = gan.generate(z, np.array([0, 1, 2, 0, 1, 2]))
+    weights = [keras.ops.convert_to_numpy(v) for v in gan.variables]
+    return weights, images, history.history
+
+with data_parallel(2):
+    parallel = train()
+single = train()
+print("RESULT " + json.dumps({{
+    "weights": max(float(np.abs(a - b).max()) for a, b in zip(single[0], parallel[0])),
+    "images": float(np.abs(single[1] - parallel[1]).max()),
+    "losses": [single[2]["critic_loss"], parallel[2]["critic_loss"]],
+}}))
+"""
+
+
+@pytest.mark.skipif(
+    keras.config.backend() == "torch", reason="no Keras data-parallel engine"
+)
+def test_two_devices_match_one_device():
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        PYTHONPATH=str(TESTS.parent),
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(tests=str(TESTS))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [x for x in run.stdout.splitlines() if x.startswith("RESULT ")]
+    assert run.returncode == 0 and lines, run.stderr[-3000:]
+    result = json.loads(lines[-1][len("RESULT ") :])
+    assert result["weights"] < 1e-3
+    assert result["images"] < 1e-3
+    np.testing.assert_allclose(*result["losses"], rtol=1e-4)
+
+
+def test_one_device_is_a_no_op_and_bad_counts_are_refused():
+    with data_parallel(1):
+        pass
+    with pytest.raises(ValueError, match="num_devices"):
+        data_parallel(0)
+
+
+@pytest.mark.skipif(keras.config.backend() != "torch", reason="torch only")
+def test_torch_says_which_backends_can():
+    with pytest.raises(ValueError, match="jax"):
+        data_parallel(2).__enter__()

@@ -1,0 +1,63 @@
+import keras
+import numpy as np
+import pytest
+from conftest import tiny_gan
+from keras import ops
+from test_conditional_wgan_gp import _fit
+
+from keras_mergan.methods import JointTrainingWithReplay, MeRGAN
+
+REPLAY_TERMS = ("replay_critic_loss", "replay_critic_cls", "replay_generator_loss")
+
+
+@pytest.mark.parametrize(
+    ("task", "replay_batch", "expected"),
+    [
+        (0, 64, {}),
+        (1, 64, {0: 64}),
+        (3, 64, {0: 21, 1: 21, 2: 21}),
+        (9, 64, dict.fromkeys(range(9), 7)),
+        (3, 2, {0: 1, 1: 1, 2: 1}),
+    ],
+)
+def test_replay_batch_has_equal_runs_of_each_old_class(task, replay_batch, expected):
+    gan = tiny_gan(JointTrainingWithReplay, num_classes=10, replay_batch=replay_batch)
+    gan.begin_task(task, [task], list(range(task + 1)))
+    labels = gan.replay_labels()
+    classes, counts = np.unique(labels, return_counts=True)
+    assert dict(zip(classes.tolist(), counts.tolist(), strict=True)) == expected
+    assert list(labels) == sorted(labels)  # one run per class
+    assert task not in labels
+
+
+def _cbn_gamma(generator):
+    gamma = next(v for v in generator.weights if v.path == "generator_cbn0/gamma")
+    return ops.convert_to_numpy(gamma)
+
+
+def test_replay_joins_training_from_the_second_task():
+    gan = tiny_gan(JointTrainingWithReplay, replay_batch=8, n_critic=1)
+    history = _fit(gan, [[0], [1]], steps=1)
+    for name in REPLAY_TERMS:
+        first, second = history.history[name]
+        assert first == 0.0 and np.isfinite(second) and second != 0.0, name
+    # Task 2's real and generated batches hold only class 1, so only the
+    # replays of class 0 move class 0's CBN row away from the task-2 snapshot.
+    moved = ~np.isclose(_cbn_gamma(gan.generator), _cbn_gamma(gan.replay_generator))
+    assert moved[0].any() and moved[1].any() and not moved[2].any()
+
+
+def _method_config(gan):
+    return {
+        k: v for k, v in gan.get_config().items() if k not in ("generator", "critic")
+    }
+
+
+@pytest.mark.parametrize("model_class", [JointTrainingWithReplay, MeRGAN])
+def test_save_and_load_keep_the_replay_configuration(tmp_path, model_class):
+    gan = tiny_gan(model_class, replay_batch=12)
+    gan.save(tmp_path / "gan.keras")
+    loaded = keras.saving.load_model(tmp_path / "gan.keras")
+    assert type(loaded) is model_class
+    assert _method_config(loaded) == _method_config(gan)
+    assert loaded.replay_batch == 12

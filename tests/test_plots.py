@@ -1,0 +1,90 @@
+"""Tests of keras_mergan.plots on a tiny two-task run (see test_evaluation)."""
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_evaluation import digits, tiny_evaluator, tiny_run
+
+from keras_mergan import cli
+from keras_mergan.evaluator import Evaluator
+from keras_mergan.plots import (
+    grid_evolution,
+    plot_feature_tsne,
+    plot_forgetting_curves,
+)
+from keras_mergan.run import ACCURACY_CURVE
+
+TSNE_SAMPLES = 20
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return digits()
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    return tiny_evaluator()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    # a copy: the tests below write plots/ into it
+    return shutil.copytree(tiny_run(), tmp_path_factory.mktemp("run") / "run")
+
+
+def _assert_figure(path, min_width=300, min_height=150):
+    assert path.is_file() and path.suffix == ".png"
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.width >= min_width and image.height >= min_height
+        pixels = np.asarray(image.convert("L"), "float32")
+    assert pixels.std() > 5, "an almost uniform image: nothing was drawn"
+    assert not list(path.parent.glob(f".{path.name}*")), "temporary file left"
+
+
+def test_forgetting_curves_without_curve_file(run_dir, tmp_path):
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    (copy / ACCURACY_CURVE).unlink()
+    path = plot_forgetting_curves(copy, tmp_path / "curves.png")
+    assert path == tmp_path / "curves.png"
+    _assert_figure(path)
+
+
+def test_grid_evolution_uses_the_same_z_for_every_task(run_dir):
+    # the task grids of the run were drawn with the same 2 fixed z (seed 0)
+    cells = grid_evolution(run_dir, num_latents=2, seed=0)
+    assert cells.shape == (2, 2, 2, 32, 32, 1) and cells.dtype == np.uint8
+    assert not cells[0, 1].any(), "class 1 is unseen after task 1: black cells"
+    for row, seen in ((0, 1), (1, 2)):
+        with Image.open(run_dir / f"task_{row + 1:02d}" / "grid.png") as image:
+            grid = np.asarray(image, "int16")
+        for label in range(seen):
+            for column in range(2):
+                top, left = 2 + label * 34, 2 + column * 34
+                recorded = grid[top : top + 32, left : left + 32]
+                drawn = cells[row, label, column, ..., 0].astype("int16")
+                assert np.abs(recorded - drawn).max() <= 1
+
+
+def test_tsne_checks_the_class_and_tasks(run_dir, dataset, evaluator, tmp_path):
+    options = dict(samples=TSNE_SAMPLES, evaluator=evaluator, dataset=dataset)
+    path = plot_feature_tsne(run_dir, label=1, path=tmp_path / "t.png", **options)
+    _assert_figure(path)
+    with pytest.raises(ValueError, match="seen class 5"):
+        plot_feature_tsne(run_dir, label=5, **options)
+    with pytest.raises(ValueError, match=r"tasks \[1\]"):
+        plot_feature_tsne(run_dir, label=1, tasks=[1], **options)
+
+
+def test_cli_plot_writes_the_three_figures(run_dir, evaluator, monkeypatch, capsys):
+    monkeypatch.setattr(Evaluator, "for_dataset", lambda *a, **k: evaluator)
+    argv = ["plot", str(run_dir), "--tsne-samples", str(TSNE_SAMPLES)]
+    assert cli.main(argv) == 0
+    assert "Plots: " in capsys.readouterr().out
+    names = ["forgetting_curves.png", "grid_evolution.png", "tsne_class_0.png"]
+    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == names
+    for name in names:
+        _assert_figure(run_dir / "plots" / name)
