@@ -13,6 +13,7 @@ from keras_mergan.losses import (
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
+from keras_mergan.optimizers import wgan_adam
 
 
 @keras.saving.register_keras_serializable(package="keras_mergan")
@@ -103,8 +104,8 @@ class ConditionalWGANGP(keras.Model):
         if "optimizer" in kwargs:  # Restored from a saved compile config.
             optimizer = kwargs.pop("optimizer")
         else:
-            generator_optimizer = generator_optimizer or _paper_adam("generator_adam")
-            critic_optimizer = critic_optimizer or _paper_adam("critic_adam")
+            generator_optimizer = generator_optimizer or wgan_adam("generator_adam")
+            critic_optimizer = critic_optimizer or wgan_adam("critic_adam")
             optimizer = keras.optimizers.MultiOptimizer(
                 keras.optimizers.OptimizerMap(
                     default_optimizer=generator_optimizer,
@@ -271,7 +272,3 @@ def _replica_share(x, axis=0):
     return ops.take(
         ops.reshape(x, shape[:axis] + (count, -1) + shape[axis + 1 :]), index, axis
     )
-
-
-def _paper_adam(name):
-    return keras.optimizers.Adam(learning_rate=1e-4, beta_1=0.0, beta_2=0.9, name=name)

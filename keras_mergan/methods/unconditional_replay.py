@@ -5,7 +5,8 @@ import numpy as np
 from keras import ops
 
 from keras_mergan.backend import training_backend
-from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP, _paper_adam
+from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
+from keras_mergan.optimizers import wgan_adam
 
 
 @keras.saving.register_keras_serializable(package="keras_mergan")
@@ -64,7 +65,7 @@ class UnconditionalReplayGAN(ConditionalWGANGP):
         """As `ConditionalWGANGP.compile`, plus `extra_optimizers()` in the map."""
         if "optimizer" not in kwargs:
             optimizer_map = {
-                f"{self.critic.name}_.*": critic_optimizer or _paper_adam("critic_adam")
+                f"{self.critic.name}_.*": critic_optimizer or wgan_adam("critic_adam")
             }
             optimizer_map.update(
                 {f"{prefix}_.*": opt for prefix, opt in self.extra_optimizers().items()}
@@ -72,7 +73,7 @@ class UnconditionalReplayGAN(ConditionalWGANGP):
             kwargs["optimizer"] = keras.optimizers.MultiOptimizer(
                 keras.optimizers.OptimizerMap(
                     default_optimizer=generator_optimizer
-                    or _paper_adam("generator_adam"),
+                    or wgan_adam("generator_adam"),
                     optimizer_map=optimizer_map,
                 )
             )
