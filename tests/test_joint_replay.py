@@ -61,3 +61,17 @@ def test_save_and_load_keep_the_replay_configuration(tmp_path, model_class):
     assert type(loaded) is model_class
     assert _method_config(loaded) == _method_config(gan)
     assert loaded.replay_batch == 12
+
+
+@pytest.mark.parametrize(("scaling", "expected"), [("reference", 3), ("mean", 1)])
+def test_replay_scaling_weighs_the_old_classes(scaling, expected):
+    gan = tiny_gan(JointTrainingWithReplay, num_classes=10, replay_scaling=scaling)
+    gan.begin_task(3, [3], [0, 1, 2, 3])
+    assert gan.replay_weight() == expected
+    loaded = JointTrainingWithReplay.from_config(gan.get_config())
+    assert loaded.replay_scaling == scaling
+
+
+def test_unknown_replay_scaling_is_refused():
+    with pytest.raises(ValueError, match="replay_scaling"):
+        tiny_gan(JointTrainingWithReplay, replay_scaling="sum")

@@ -12,6 +12,7 @@ from keras_mergan.methods.replay import MemoryReplayGAN
 
 _CRITIC_TERMS = ("replay_critic_loss", "replay_critic_cls")
 _GENERATOR_TERMS = ("replay_generator_loss",)
+REPLAY_SCALINGS = ("reference", "mean")
 
 
 @keras.saving.register_keras_serializable(package="keras_mergan")
@@ -23,9 +24,13 @@ class JointTrainingWithReplay(MemoryReplayGAN):
     class `i`, with the same z for both generators, the critic adds
     `mean D(G(z, i)) - mean D(G_old(z, i)) + lambda_cls CE(aux(G_old(z, i)), i)`
     and the generator adds `-mean D(G(z, i)) + lambda_cls CE(aux(G(z, i)), i)`.
-    As in the MeRGAN reference code the per-class terms are summed, not
-    averaged, so old classes together weigh `k` times the current task.
-    Replays are made on the fly, never stored.
+    With `replay_scaling="reference"`, as in the MeRGAN reference code, the
+    per-class terms are summed, not averaged: every old class weighs as much
+    as the current task, and old classes together `k` times as much. With
+    `replay_scaling="mean"` they are averaged: old classes together weigh as
+    much as the current task, which leaves the new task more of each Adam
+    step when the budget per task is short. Replays are made on the fly,
+    never stored.
 
     The gradient penalty stays on the current task's real and generated
     images: the reference code does not interpolate replays, and the
@@ -37,6 +42,7 @@ class JointTrainingWithReplay(MemoryReplayGAN):
     Args:
         generator: `(z, label) -> image` model.
         critic: `image -> (score, logits)` model.
+        replay_scaling: `"reference"` or `"mean"`, see above.
         **kwargs: `MemoryReplayGAN` arguments (`replay_batch`, ...).
 
     Example:
@@ -47,6 +53,25 @@ class JointTrainingWithReplay(MemoryReplayGAN):
     ... )
     >>> gan.compile()
     """
+
+    def __init__(
+        self,
+        generator: keras.Model,
+        critic: keras.Model,
+        replay_scaling: str = "reference",
+        **kwargs,
+    ):
+        if replay_scaling not in REPLAY_SCALINGS:
+            raise ValueError(
+                f"replay_scaling must be one of {REPLAY_SCALINGS}, "
+                f"got {replay_scaling!r}"
+            )
+        super().__init__(generator, critic, **kwargs)
+        self.replay_scaling = replay_scaling
+
+    def replay_weight(self) -> int:
+        """Weight of the replay terms: `k` old classes summed, or 1 averaged."""
+        return len(self.old_classes) if self.replay_scaling == "reference" else 1
 
     def loss_names(self) -> list[str]:
         return super().loss_names() + list(_CRITIC_TERMS + _GENERATOR_TERMS)
@@ -63,12 +88,12 @@ class JointTrainingWithReplay(MemoryReplayGAN):
             ops.concatenate([current, remembered], axis=0), training=True
         )
         n = len(self.replay_labels())
-        classes = len(self.old_classes)
-        terms["replay_critic_loss"] = classes * wasserstein_critic_loss(
+        weight = self.replay_weight()
+        terms["replay_critic_loss"] = weight * wasserstein_critic_loss(
             scores[n:], scores[:n]
         )
         terms["replay_critic_cls"] = (
-            classes
+            weight
             * self.lambda_cls
             * auxiliary_classifier_loss(self.replay_label_tensor(), logits[n:])
         )
@@ -81,9 +106,14 @@ class JointTrainingWithReplay(MemoryReplayGAN):
         scores, logits = self.critic(
             self.current_images_by_class(self.sample_replay_latent()), training=True
         )
-        terms["replay_generator_loss"] = len(self.old_classes) * (
+        terms["replay_generator_loss"] = self.replay_weight() * (
             wasserstein_generator_loss(scores)
             + self.lambda_cls
             * auxiliary_classifier_loss(self.replay_label_tensor(), logits)
         )
         return terms
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(replay_scaling=self.replay_scaling)
+        return config
