@@ -80,7 +80,7 @@ PRESETS = {
 # forgets all but the last split task, and part of each permuted one).
 TARGETS = {
     "split": {"gr": ">= 90", "exact": "~ 99 (upper bound)", "none": "~ 20"},
-    "permuted": {"gr": "close to exact", "exact": "~ 97 (upper bound)", "none": "-"},
+    "permuted": {"gr": "close to exact", "exact": "upper bound", "none": "forgets"},
 }
 
 
@@ -148,8 +148,11 @@ class Protocol:
 
     @classmethod
     def create(cls, name: str, num_tasks: int, num_pixels: int, seed: int):
-        """Split MNIST's 5 tasks, or `num_tasks` permutations (the first the
-        identity) of `num_pixels` values, drawn from `seed`."""
+        """Split MNIST's 5 tasks, or `num_tasks` permuted ones.
+
+        The permutations of `num_pixels` pixels are drawn from `seed`; the
+        first task's is the identity.
+        """
         if name == "split":
             return cls(name, SPLIT_TASKS)
         rng = np.random.default_rng(seed)

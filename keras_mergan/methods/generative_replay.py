@@ -38,6 +38,12 @@ class DeepGenerativeReplay(UnconditionalReplayGAN):
     For the conditional protocol (`generate(z, labels)`, MeRGAN's Table 1),
     the class of a generated image is the solver's prediction.
 
+    Replays are only as good as the generator: with the paper's GAN Adam
+    (lr 1e-4, beta1 0) a few hundred iterations per task leave it
+    unconverged, and the solver forgets the first tasks. Short runs should
+    compile with a faster Adam (split MNIST's quick preset: lr 5e-4,
+    beta1 0.5 for both GAN networks).
+
     Args:
         generator: `(z, label) -> image` model, always called with label 0.
         critic: `image -> (score, logits)` model; its class count sizes the
