@@ -8,6 +8,13 @@ import sys
 from pathlib import Path
 
 BACKENDS = ("tensorflow", "jax", "torch")
+ARCHITECTURES = ("dcgan", "resnet")
+# Channels of the first critic / last generator convolution in each
+# architecture's paper: MeRGAN's DCGAN-32 and WGAN-GP's ResNet.
+DEFAULT_WIDTHS = {"dcgan": 32, "resnet": 64}
+# The MeRGAN paper's lambda_RA per dataset, for the reference scaling; any
+# other dataset keeps the model's default, the paper's MNIST value 1e-3.
+PAPER_LAMBDA_RA = {"svhn": 1e-2}
 
 
 def parse_tasks(
@@ -60,8 +67,8 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--dataset",
         default="digits",
-        help="'digits' (built in), 'mnist', an .npz file or a folder of "
-        "category folders",
+        help="'digits' (built in), 'mnist', an .npz file, SVHN's "
+        "train_32x32.mat or a folder of category folders",
     )
     train.add_argument("--tasks", help="e.g. '0-9', '0,1/2,3', 'bedroom/kitchen'")
     train.add_argument("--classes-per-task", type=int, default=1)
@@ -124,11 +131,24 @@ def _build_parser() -> argparse.ArgumentParser:
         "4 for disentangled latents)",
     )
     train.add_argument(
+        "--architecture",
+        choices=ARCHITECTURES,
+        default="dcgan",
+        help="dcgan: MeRGAN's DCGAN-32 (MNIST, SVHN; 32x32 images only); "
+        "resnet: WGAN-GP's ResNet (LSUN-style folders, e.g. --image-size 64)",
+    )
+    train.add_argument(
         "--width",
         type=int,
-        default=32,
         help="channels of the first critic / last generator convolution "
-        "(32 in the MeRGAN reference code)",
+        "(default: dcgan 32, the MeRGAN reference code's; resnet 64, WGAN-GP's)",
+    )
+    train.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="data parallel: split each batch over N devices (jax and "
+        "tensorflow backends; on a CPU, N virtual devices share its cores)",
     )
     train.add_argument(
         "--checkpoint-every",
@@ -232,18 +252,27 @@ def _task_numbers(text: str) -> list[int]:
     return numbers
 
 
-def _select_backend(argv) -> None:
-    # KERAS_BACKEND is read once, when keras is first imported.
-    for i, arg in enumerate(argv):
-        if arg == "--backend" and i + 1 < len(argv):
-            os.environ["KERAS_BACKEND"] = argv[i + 1]
-        elif arg.startswith("--backend="):
-            os.environ["KERAS_BACKEND"] = arg.split("=", 1)[1]
+def _configure_engines(argv) -> None:
+    # KERAS_BACKEND is read once, when keras is first imported, and JAX's
+    # device count on a CPU when JAX starts: both before the full parser,
+    # which imports keras.
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--backend")
+    early.add_argument("--devices", type=int, default=1)
+    known, _ = early.parse_known_args(argv)
+    if known.backend:
+        os.environ["KERAS_BACKEND"] = known.backend
+    flags = os.environ.get("XLA_FLAGS", "")
+    if known.devices > 1 and "xla_force_host_platform_device_count" not in flags:
+        # Only a CPU is split (as TensorFlow's backend does); GPUs are counted.
+        os.environ["XLA_FLAGS"] = (
+            f"{flags} --xla_force_host_platform_device_count={known.devices}"
+        ).strip()
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    _select_backend(argv)
+    _configure_engines(argv)
     args = _build_parser().parse_args(argv)
     from keras_mergan.data import DatasetError
 
@@ -265,7 +294,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _model_options(model_class, args) -> dict:
+def _model_options(model_class, args, dataset_name: str) -> dict:
     # A method's own arguments and those its bases take through **kwargs.
     accepted = {
         name
@@ -273,27 +302,75 @@ def _model_options(model_class, args) -> dict:
         if "__init__" in vars(base) and base.__module__.startswith("keras_mergan")
         for name in inspect.signature(base.__init__).parameters
     }
-    return {
+    options = {
         name: value
         for name, value in vars(args).items()
         if name in accepted
         and name not in ("generator", "critic")
         and value is not None
     }
+    if (
+        "lambda_ra" in accepted
+        and "lambda_ra" not in options
+        and options.get("ra_scaling", "reference") == "reference"
+        and dataset_name in PAPER_LAMBDA_RA
+    ):
+        options["lambda_ra"] = PAPER_LAMBDA_RA[dataset_name]
+    return options
+
+
+def _build_networks(args, dataset) -> tuple:
+    """(generator, critic) of `--architecture` for the dataset's images."""
+    from keras_mergan.models import (
+        build_dcgan_critic,
+        build_dcgan_generator,
+        build_resnet_critic,
+        build_resnet_generator,
+    )
+
+    classes, channels = dataset.num_classes, dataset.channels
+    if args.architecture == "resnet":
+        return (
+            build_resnet_generator(
+                classes, channels, args.latent_dim, args.image_size, args.width
+            ),
+            build_resnet_critic(classes, channels, args.image_size, args.width),
+        )
+    return (
+        build_dcgan_generator(classes, channels, args.latent_dim, width=args.width),
+        build_dcgan_critic(classes, channels, args.image_size, width=args.width),
+    )
 
 
 def train(args) -> Path:
+    from keras_mergan.distribution import data_parallel
+
+    # Entered first: TensorFlow can split a CPU into devices only before it
+    # starts, and models must be built inside the scope to be distributed.
+    with data_parallel(args.devices):
+        return _train(args)
+
+
+def _train(args) -> Path:
     import keras
 
     from keras_mergan.data import load_dataset
+    from keras_mergan.distribution import training_devices
     from keras_mergan.evaluator import Evaluator
     from keras_mergan.methods import METHODS
     from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
-    from keras_mergan.models import build_dcgan_critic, build_dcgan_generator
+    from keras_mergan.optimizers import wgan_adam
     from keras_mergan.resume import check_run_info, find_resume_point, fit_tasks
     from keras_mergan.run import RunRecorder
     from keras_mergan.tasks import TaskStream, cumulative_tasks
 
+    if args.architecture == "dcgan" and args.image_size != 32:
+        raise ValueError(
+            f"--architecture dcgan generates 32x32 images, not "
+            f"{args.image_size}x{args.image_size}: use --architecture resnet for "
+            "other sizes (64 for LSUN-style folders)"
+        )
+    args.width = args.width or DEFAULT_WIDTHS[args.architecture]
     method = METHODS[args.method]
     dataset = load_dataset(args.dataset, image_size=args.image_size)
     tasks = parse_tasks(args.tasks, dataset, args.classes_per_task)
@@ -309,18 +386,19 @@ def train(args) -> Path:
         seed=args.seed,
     )
     keras.utils.set_random_seed(args.seed)
-    channels = dataset.channels
     model_class = method.model_class
     gan = model_class(
-        build_dcgan_generator(
-            dataset.num_classes, channels, args.latent_dim, width=args.width
-        ),
-        build_dcgan_critic(
-            dataset.num_classes, channels, args.image_size, width=args.width
-        ),
-        **{**method.options, **_model_options(model_class, args)},
+        *_build_networks(args, dataset),
+        **{**method.options, **_model_options(model_class, args, dataset.name)},
     )
-    gan.compile()
+    gan.compile(
+        generator_optimizer=wgan_adam(
+            "generator_adam", args.learning_rate, args.warmup_iterations
+        ),
+        critic_optimizer=wgan_adam(
+            "critic_adam", args.learning_rate, args.warmup_iterations * args.n_critic
+        ),
+    )
     evaluator = None
     if args.eval_samples > 0:
         print("Preparing the evaluator classifier (cached after the first run)...")
@@ -345,8 +423,12 @@ def train(args) -> Path:
         "iters_per_task": args.iters_per_task,
         "batch_size": args.batch_size,
         "n_critic": args.n_critic,
+        "learning_rate": args.learning_rate,
+        "warmup_iterations": args.warmup_iterations,
         "seed": args.seed,
+        "architecture": args.architecture,
         "width": args.width,
+        "devices": training_devices(),
         "model_config": {
             k: v
             for k, v in gan.get_config().items()

@@ -34,8 +34,9 @@ from keras_mergan.tasks import TaskSequence, TaskStream
 CHECKPOINT_FOLDER = "resume"
 MANIFEST_NAME = "checkpoint.json"
 MANIFEST_FORMAT = 1
-# Facts of run.json that may change between a run and its resumption.
-RESUMABLE_DIFFERENCES = ("backend", "keras_version")
+# Facts of run.json that may change between a run and its resumption (a
+# data-parallel step computes what one device computes on the same batch).
+RESUMABLE_DIFFERENCES = ("backend", "keras_version", "devices")
 _MISSING = "<missing>"
 
 

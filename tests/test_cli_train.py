@@ -1,0 +1,140 @@
+"""`keras-mergan train` options: --devices, --architecture, SVHN's lambda_RA."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+from test_data import _make_folder, _write_svhn
+
+from keras_mergan import cli
+from keras_mergan.methods import ReplayAlignment
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = [
+    "train",
+    "--iters-per-task=1",
+    "--batch-size=4",
+    "--n-critic=1",
+    "--latent-dim=16",
+    "--eval-samples=0",
+    "--checkpoint-every=0",
+    "--verbose=0",
+]
+# The option wiring is the same on every backend; under JAX, compiling each
+# fresh step takes minutes of a CPU, and the networks' training on JAX is
+# tested in test_resnet.py and test_conditional_wgan_gp.py.
+wiring_test = pytest.mark.skipif(
+    keras.config.backend() == "jax", reason="backend-independent wiring"
+)
+
+
+def run_info(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+@pytest.mark.skipif(
+    keras.config.backend() != "tensorflow",
+    reason="torch has no Keras data-parallel engine; JAX's step is checked in "
+    "test_data_parallel.py (XLA compiles this one for a minute on a CPU)",
+)
+def test_devices_trains_data_parallel_and_records_the_devices(tmp_path):
+    # A fresh process: the CPU is split into devices before the backend starts.
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("XLA_FLAGS", None)
+    command = [*TINY, "--tasks=0", "--width=8", "--devices=2", f"--out={out}"]
+    process = subprocess.run(
+        [sys.executable, "-m", "keras_mergan.cli", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert len(run_info(out)["devices"]) == 2
+    assert (out / "task_01" / "gan.keras").exists()
+
+
+@pytest.mark.skipif(
+    keras.config.backend() == "tensorflow",
+    reason="TensorFlow splits a CPU into as many devices as asked",
+)
+def test_devices_on_torch_or_beyond_those_present_is_a_clear_error(
+    tmp_path, capsys, monkeypatch
+):
+    # JAX counts its devices once, when it starts: this process has one.
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    command = [*TINY, "--tasks=0", "--devices=2", f"--out={tmp_path}"]
+    assert cli.main(command) == 2
+    error = capsys.readouterr().err
+    if keras.config.backend() == "torch":
+        assert "use the jax" in error and "tensorflow" in error
+    else:
+        assert "2 devices requested, JAX sees 1" in error
+    assert not (tmp_path / "run.json").exists()
+
+
+@wiring_test
+def test_resnet_trains_on_an_image_folder(tmp_path):
+    # 16x16 (two residual blocks instead of 64x64's four) halves the graph to
+    # trace; tests/test_resnet.py trains the 64x64 networks.
+    folder = _make_folder(tmp_path / "scenes", rgb=True)
+    out = tmp_path / "run"
+    command = [
+        *TINY,
+        f"--dataset={folder}",
+        "--tasks=kitchen",
+        "--image-size=16",
+        "--architecture=resnet",
+        "--width=4",
+        f"--out={out}",
+    ]
+    assert cli.main(command) == 0
+    info = run_info(out)
+    assert info["architecture"] == "resnet" and info["width"] == 4
+    assert info["image_shape"] == [16, 16, 3]
+    gan = keras.saving.load_model(out / "task_01" / "gan.keras")
+    assert gan.generator.get_layer("generator_block1_conv1").filters == 4
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--image-size=64"], "--architecture dcgan generates 32x32"),
+        (["--image-size=48", "--architecture=resnet"], "image_size must be 4 * 2**k"),
+    ],
+)
+def test_architecture_and_image_size_that_do_not_fit_are_refused(
+    tmp_path, capsys, options, message
+):
+    assert cli.main([*TINY, *options, f"--out={tmp_path}"]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "dataset, options, expected",
+    [
+        ("svhn", [], 1e-2),
+        ("svhn", ["--lambda-ra=0.5"], 0.5),
+        ("svhn", ["--ra-scaling=mean"], None),
+        ("mnist", [], None),
+        ("digits", ["--lambda-ra=0.5"], 0.5),
+    ],
+)
+def test_lambda_ra_defaults_to_the_papers_value_per_dataset(dataset, options, expected):
+    args = cli._build_parser().parse_args(["train", "--method=ra", *options])
+    options = cli._model_options(ReplayAlignment, args, dataset)
+    assert options.get("lambda_ra") == expected
+
+
+@wiring_test
+def test_svhn_run_records_its_lambda_ra(tmp_path):
+    train_file = _write_svhn(tmp_path, n_train=8)
+    out = tmp_path / "run"
+    command = [*TINY, "--method=ra", "--width=4", f"--dataset={train_file}"]
+    assert cli.main([*command, "--tasks=1", f"--out={out}"]) == 0
+    assert run_info(out)["model_config"]["lambda_ra"] == pytest.approx(1e-2)
