@@ -1,21 +1,30 @@
-"""MeRGAN Table 1 on MNIST: generated-image accuracy after 5 and 10 tasks.
+"""MeRGAN Table 1 (MNIST, SVHN): generated-image accuracy after 5 and 10 tasks.
 
 Usage::
 
     python benchmarks/table1.py --preset quick                 # minutes on CPU
     python benchmarks/table1.py --preset cpu --methods jtr,ra  # 1000 it/task
     python benchmarks/table1.py --preset paper --backend jax   # 4000 it/task
+    python benchmarks/table1.py --dataset svhn --preset paper  # 8000 it/task
+
+``--dataset`` is ``mnist`` (the shared copy if present, else the Keras
+download), ``svhn`` (``train_32x32.mat`` and ``test_32x32.mat`` in the shared
+``datasets/svhn/`` folder), or a path: an MNIST ``.npz``, SVHN's
+``train_32x32.mat`` or the folder holding it. The paper's iterations per task
+and its Table 1 row differ between the two; ``keras-mergan train`` applies
+SVHN's lambda_RA of 1e-2 itself.
 
 Every method trains in its own process through ``keras-mergan train`` on
-digits 0..9, one digit per task, into ``RUNS/<preset>/<method>/``. The
+digits 0..9, one digit per task, into
+``RUNS/[svhn-]<preset>-<iterations>-<backend>/<method>/``. The
 training command checkpoints as it goes, so running the benchmark again after
 an interruption resumes each unfinished method where it stopped and skips
 finished ones; ``--fresh`` starts over. After each run, the evaluator
 accuracy of generated images (mean over seen classes, DESIGN.md section 4) is
 read from ``task_05/metrics.json`` and ``task_10/metrics.json`` and printed
 beside the paper's Table 1. Results go to
-``benchmarks/results/table1_<preset>.{json,md}``; a method that did not reach
-task 5 or 10 shows "-" there.
+``benchmarks/results/table1_[svhn_]<preset>_<iterations>_<backend>.{json,md}``;
+a method that did not reach task 5 or 10 shows "-" there.
 
 Variants whose name ends in ``(paper)`` use the paper's hyper-parameters;
 the others use this package's defaults for short budgets. Both are reported
@@ -33,18 +42,36 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SHARED_MNIST = HERE.parent.parent / "shared" / "datasets" / "mnist.npz"
+SHARED_DATASETS = HERE.parent.parent / "shared" / "datasets"
+SHARED_MNIST = SHARED_DATASETS / "mnist.npz"
+SHARED_SVHN = SHARED_DATASETS / "svhn"
+SVHN_TRAIN_FILE = "train_32x32.mat"
 
-PRESETS = {"quick": 40, "cpu": 1000, "paper": 4000}
+# Iterations per task of each preset; "paper" is the paper's, per dataset.
+PRESETS = {
+    "quick": {"mnist": 40, "svhn": 40},
+    "cpu": {"mnist": 1000, "svhn": 1000},
+    "paper": {"mnist": 4000, "svhn": 8000},
+}
 
-# MeRGAN paper, Table 1, MNIST: accuracy (%) after 5 and after 10 tasks.
+# MeRGAN paper, Table 1: accuracy (%) after 5 and after 10 tasks.
 PAPER = {
-    "jt": (97.66, 96.92),
-    "sft": (19.87, 10.06),
-    "ewc": (70.62, 77.03),
-    "dgr": (90.39, 85.40),
-    "jtr": (97.93, 97.00),
-    "ra": (98.19, 97.01),
+    "mnist": {
+        "jt": (97.66, 96.92),
+        "sft": (19.87, 10.06),
+        "ewc": (70.62, 77.03),
+        "dgr": (90.39, 85.40),
+        "jtr": (97.93, 97.00),
+        "ra": (98.19, 97.01),
+    },
+    "svhn": {
+        "jt": (85.30, 84.82),
+        "sft": (19.35, 10.10),
+        "ewc": (39.84, 33.02),
+        "dgr": (61.29, 47.28),
+        "jtr": (80.90, 66.50),
+        "ra": (76.05, 66.78),
+    },
 }
 
 # Benchmark variant -> (paper row, `keras-mergan train` arguments).
@@ -52,6 +79,7 @@ VARIANTS = {
     "jt": ("jt", ["--method", "jt"]),
     "sft": ("sft", ["--method", "sft"]),
     "ewc": ("ewc", ["--method", "ewc"]),
+    "dgr": ("dgr", ["--method", "dgr"]),
     "jtr": ("jtr", ["--method", "jtr"]),
     "ra": ("ra", ["--method", "ra"]),
     "jtr+ra": (None, ["--method", "jtr+ra"]),
@@ -72,8 +100,8 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--dataset",
-        default=str(SHARED_MNIST) if SHARED_MNIST.exists() else "mnist",
-        help="MNIST .npz (default: the shared copy if present, else download)",
+        default="mnist",
+        help="mnist, svhn, or a path to an MNIST .npz or SVHN's train_32x32.mat",
     )
     parser.add_argument("--tasks", default="0-9")
     parser.add_argument(
@@ -94,16 +122,44 @@ def parse_args(argv=None):
         parser.error(f"unknown methods {sorted(unknown)}; known: {list(VARIANTS)}")
     if args.iters_per_task is not None and args.iters_per_task < 1:
         parser.error("--iters-per-task must be >= 1")
+    try:
+        args.benchmark, args.dataset = resolve_dataset(args.dataset)
+    except FileNotFoundError as error:
+        parser.error(str(error))
     return args
 
 
+def resolve_dataset(name: str) -> tuple[str, str]:
+    """(benchmark: "mnist" or "svhn", `--dataset` for `keras-mergan train`)."""
+    if name == "mnist":
+        return "mnist", str(SHARED_MNIST) if SHARED_MNIST.exists() else "mnist"
+    if name == "svhn":
+        if not (SHARED_SVHN / SVHN_TRAIN_FILE).is_file():
+            raise FileNotFoundError(
+                f"no SVHN in {SHARED_SVHN}: put {SVHN_TRAIN_FILE} and "
+                "test_32x32.mat (the cropped digits of "
+                "ufldl.stanford.edu/housenumbers) there, or pass the path of "
+                f"{SVHN_TRAIN_FILE} as --dataset"
+            )
+        return "svhn", str(SHARED_SVHN)
+    path = Path(name)
+    svhn = path.suffix.lower() == ".mat" or (path / SVHN_TRAIN_FILE).is_file()
+    return ("svhn" if svhn else "mnist"), name
+
+
 def run_dir(args, variant: str) -> Path:
-    label = f"{args.preset}-{iterations(args)}-{args.backend}"
-    return args.runs / label / variant.replace("+", "_")
+    return args.runs / label(args, "-") / variant.replace("+", "_")
+
+
+def label(args, separator: str) -> str:
+    parts = [args.preset, str(iterations(args)), args.backend]
+    if args.benchmark != "mnist":
+        parts.insert(0, args.benchmark)
+    return separator.join(parts)
 
 
 def iterations(args) -> int:
-    return args.iters_per_task or PRESETS[args.preset]
+    return args.iters_per_task or PRESETS[args.preset][args.benchmark]
 
 
 def train(args, variant: str) -> dict:
@@ -147,13 +203,14 @@ def collect(args, variant: str) -> dict:
         if "mean_accuracy" in metrics:
             by_task[metrics["task"]] = metrics
     paper_row = VARIANTS[variant][0]
+    paper = PAPER[args.benchmark]
     row = {
         "variant": variant,
         "arguments": VARIANTS[variant][1],
         "run_dir": str(out),
         "tasks_completed": max(by_task, default=0),
-        "paper": dict(zip(("after_5", "after_10"), PAPER[paper_row], strict=True))
-        if paper_row in PAPER
+        "paper": dict(zip(("after_5", "after_10"), paper[paper_row], strict=True))
+        if paper_row in paper
         else None,
         "accuracy_per_task": {
             task: 100 * m["mean_accuracy"] for task, m in sorted(by_task.items())
@@ -174,8 +231,8 @@ def markdown(args, rows) -> str:
         return "-" if value is None else f"{value:.2f}"
 
     lines = [
-        f"# MeRGAN Table 1, MNIST ({args.preset}: {iterations(args)} iterations "
-        f"per task, backend {args.backend})",
+        f"# MeRGAN Table 1, {args.benchmark.upper()} ({args.preset}: "
+        f"{iterations(args)} iterations per task, backend {args.backend})",
         "",
         "Evaluator accuracy (%) of generated images, mean over the classes seen "
         f"so far, {args.eval_samples} images per class.",
@@ -207,13 +264,14 @@ def main(argv=None) -> int:
         "preset": args.preset,
         "iters_per_task": iterations(args),
         "backend": args.backend,
+        "benchmark": args.benchmark,
         "dataset": args.dataset,
         "tasks": args.tasks,
         "eval_samples": args.eval_samples,
         "rows": rows,
     }
     RESULTS.mkdir(exist_ok=True)
-    stem = f"table1_{args.preset}_{iterations(args)}_{args.backend}"
+    stem = f"table1_{label(args, '_')}"
     table = markdown(args, rows)
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2))
     (RESULTS / f"{stem}.md").write_text(table)

@@ -1,0 +1,39 @@
+"""Argument handling of the Table 1 benchmark driver (no training)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from test_data import _write_svhn
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "table1.py"
+
+
+@pytest.fixture(scope="module")
+def table1():
+    spec = importlib.util.spec_from_file_location("table1", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_svhn_files_select_svhns_iterations_and_paper_row(table1, tmp_path):
+    train_file = _write_svhn(tmp_path)
+    for source in (train_file, tmp_path):
+        args = table1.parse_args(["--dataset", str(source), "--preset", "paper"])
+        assert (args.benchmark, table1.iterations(args)) == ("svhn", 8000)
+    row = table1.collect(args, "dgr")
+    assert row["paper"] == {"after_5": 61.29, "after_10": 47.28}
+    assert table1.run_dir(args, "jtr+ra").parent.name == "svhn-paper-8000-tensorflow"
+
+
+def test_mnist_keeps_its_iterations_and_a_missing_svhn_is_explained(
+    table1, tmp_path, monkeypatch, capsys
+):
+    args = table1.parse_args(["--preset", "paper", "--methods", "dgr"])
+    assert (args.benchmark, table1.iterations(args)) == ("mnist", 4000)
+    assert table1.collect(args, "dgr")["paper"]["after_10"] == 85.40
+    monkeypatch.setattr(table1, "SHARED_SVHN", tmp_path / "absent")
+    with pytest.raises(SystemExit):
+        table1.parse_args(["--dataset", "svhn"])
+    assert "train_32x32.mat" in capsys.readouterr().err
