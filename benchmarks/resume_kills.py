@@ -129,6 +129,8 @@ def main() -> int:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
+                # Unbuffered: what a killed process printed is not lost.
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             try:
                 stdout, stderr = process.communicate(timeout=delay)
@@ -137,9 +139,9 @@ def main() -> int:
                 stdout, stderr = process.communicate()
             resumed_at = re.search(r"Resuming at (task \d+, iteration \d+/\d+)", stdout)
             if events:
-                events[-1]["resumed_at"] = (
-                    resumed_at.group(1) if resumed_at else "task 1, iteration 0"
-                )
+                # No "Resuming" line: killed before it printed, or nothing to
+                # resume from (the first task's start).
+                events[-1]["resumed_at"] = resumed_at.group(1) if resumed_at else None
             now = finished_tasks(resumed)
             lost |= {name for name, digest in kept.items() if now.get(name) != digest}
             kept.update(now)
@@ -211,7 +213,7 @@ def format_report(result: dict) -> str:
     for number, kill in enumerate(result["kills"], 1):
         lines.append(
             f"| {number} | {kill['killed_after_s']} | {kill['finished_tasks']} | "
-            f"{kill['checkpoint'] or '-'} | {kill.get('resumed_at', '-')} |"
+            f"{kill['checkpoint'] or '-'} | {kill.get('resumed_at') or '-'} |"
         )
     lines += [
         "",
