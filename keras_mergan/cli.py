@@ -99,6 +99,26 @@ def _build_parser() -> argparse.ArgumentParser:
         "--lambda-ra weighs the per-pixel mean squared error",
     )
     train.add_argument(
+        "--replay-scaling",
+        choices=("reference", "mean"),
+        help="jtr, jtr+ra: 'reference' (default): the reference code's sum over "
+        "old classes, each weighing as much as the current task; 'mean': old "
+        "classes together weigh as much as the current task",
+    )
+    train.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-4,
+        help="Adam learning rate of both networks (1e-4, the paper's)",
+    )
+    train.add_argument(
+        "--warmup-iterations",
+        type=int,
+        default=0,
+        help="iterations over which each task's fresh Adam warms up linearly "
+        "from 0 to --learning-rate (0: none, the paper's)",
+    )
+    train.add_argument(
         "--lambda-ewc",
         type=float,
         help="ewc: weight of the Fisher penalty (default 1e9, the paper's)",
