@@ -138,3 +138,27 @@ def test_svhn_run_records_its_lambda_ra(tmp_path):
     command = [*TINY, "--method=ra", "--width=4", f"--dataset={train_file}"]
     assert cli.main([*command, "--tasks=1", f"--out={out}"]) == 0
     assert run_info(out)["model_config"]["lambda_ra"] == pytest.approx(1e-2)
+
+
+@wiring_test
+def test_short_budget_options_reach_the_model_and_its_optimizers(tmp_path):
+    out = tmp_path / "run"
+    command = [
+        *TINY,
+        "--method=jtr+ra",
+        "--replay-scaling=mean",
+        "--learning-rate=2e-4",
+        "--warmup-iterations=10",
+        "--width=4",
+        "--tasks=0",
+        f"--out={out}",
+    ]
+    assert cli.main(command) == 0
+    info = run_info(out)
+    assert info["model_config"]["replay_scaling"] == "mean"
+    assert (info["learning_rate"], info["warmup_iterations"]) == (2e-4, 10)
+    gan = keras.saving.load_model(out / "task_01" / "gan.keras")
+    # one iteration into the warm-up: a tenth of the generator's rate, and
+    # the critic's warm-up counts its n_critic updates per iteration
+    assert float(gan.generator_optimizer.learning_rate) == pytest.approx(2e-5)
+    assert float(gan.critic_optimizer.learning_rate) == pytest.approx(2e-5)
