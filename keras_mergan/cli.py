@@ -112,6 +112,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="Adam learning rate of both networks (1e-4, the paper's)",
     )
     train.add_argument(
+        "--beta-1",
+        type=float,
+        default=0.0,
+        help="Adam's beta1 for both networks (0, WGAN-GP's; 0.5 converges "
+        "faster at a few hundred iterations per task)",
+    )
+    train.add_argument(
         "--warmup-iterations",
         type=int,
         default=0,
@@ -413,10 +420,13 @@ def _train(args) -> Path:
     )
     gan.compile(
         generator_optimizer=wgan_adam(
-            "generator_adam", args.learning_rate, args.warmup_iterations
+            "generator_adam", args.learning_rate, args.warmup_iterations, args.beta_1
         ),
         critic_optimizer=wgan_adam(
-            "critic_adam", args.learning_rate, args.warmup_iterations * args.n_critic
+            "critic_adam",
+            args.learning_rate,
+            args.warmup_iterations * args.n_critic,
+            args.beta_1,
         ),
     )
     evaluator = None
@@ -445,6 +455,7 @@ def _train(args) -> Path:
         "n_critic": args.n_critic,
         "learning_rate": args.learning_rate,
         "warmup_iterations": args.warmup_iterations,
+        "beta_1": args.beta_1,
         "seed": args.seed,
         "architecture": args.architecture,
         "width": args.width,

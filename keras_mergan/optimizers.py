@@ -4,7 +4,10 @@ import keras
 
 
 def wgan_adam(
-    name: str, learning_rate: float = 1e-4, warmup_steps: int = 0
+    name: str,
+    learning_rate: float = 1e-4,
+    warmup_steps: int = 0,
+    beta_1: float = 0.0,
 ) -> keras.optimizers.Adam:
     """Adam with WGAN-GP's betas (0, 0.9) and the paper's learning rate 1e-4.
 
@@ -19,6 +22,8 @@ def wgan_adam(
         name: the optimizer's name.
         learning_rate: the rate after the warm-up.
         warmup_steps: updates of linear warm-up (0: none, the paper's).
+        beta_1: first-moment decay; 0 in WGAN-GP, 0.5 (DCGAN's) converges
+            faster when a task has only a few hundred iterations.
 
     Example:
 
@@ -28,6 +33,8 @@ def wgan_adam(
     """
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    if not 0.0 <= beta_1 < 1.0:
+        raise ValueError(f"beta_1 must be in [0, 1), got {beta_1}")
     if warmup_steps < 0:
         raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
     rate = learning_rate
@@ -40,4 +47,6 @@ def wgan_adam(
             warmup_target=learning_rate,
             warmup_steps=warmup_steps,
         )
-    return keras.optimizers.Adam(learning_rate=rate, beta_1=0.0, beta_2=0.9, name=name)
+    return keras.optimizers.Adam(
+        learning_rate=rate, beta_1=beta_1, beta_2=0.9, name=name
+    )

@@ -149,6 +149,7 @@ def test_short_budget_options_reach_the_model_and_its_optimizers(tmp_path):
         "--replay-scaling=mean",
         "--learning-rate=2e-4",
         "--warmup-iterations=10",
+        "--beta-1=0.5",
         "--width=4",
         "--tasks=0",
         f"--out={out}",
@@ -162,3 +163,4 @@ def test_short_budget_options_reach_the_model_and_its_optimizers(tmp_path):
     # the critic's warm-up counts its n_critic updates per iteration
     assert float(gan.generator_optimizer.learning_rate) == pytest.approx(2e-5)
     assert float(gan.critic_optimizer.learning_rate) == pytest.approx(2e-5)
+    assert gan.generator_optimizer.beta_1 == gan.critic_optimizer.beta_1 == 0.5

@@ -35,7 +35,13 @@ def test_every_task_restarts_the_warmup():
         assert float(optimizer.learning_rate) == 0.0
 
 
-@pytest.mark.parametrize("kwargs", [{"learning_rate": 0.0}, {"warmup_steps": -1}])
+def test_beta_1_is_an_option():
+    assert wgan_adam("adam", beta_1=0.5).beta_1 == 0.5
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"learning_rate": 0.0}, {"warmup_steps": -1}, {"beta_1": 1.0}]
+)
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         wgan_adam("adam", **kwargs)
