@@ -58,6 +58,8 @@ def _parse_group(text: str, dataset) -> list[int]:
 
 def _build_parser() -> argparse.ArgumentParser:
     from keras_mergan.methods import METHODS
+    from keras_mergan.methods.joint_replay import REPLAY_SCALINGS
+    from keras_mergan.methods.replay_alignment import RA_SCALINGS
 
     parser = argparse.ArgumentParser(prog="keras-mergan", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -93,14 +95,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--ra-scaling",
-        choices=("reference", "mean"),
+        choices=RA_SCALINGS,
         help="ra, jtr+ra: 'reference' (default): the reference code's summed L2, "
         "whose weight falls with the number of old classes; 'mean': "
         "--lambda-ra weighs the per-pixel mean squared error",
     )
     train.add_argument(
         "--replay-scaling",
-        choices=("reference", "mean"),
+        choices=REPLAY_SCALINGS,
         help="jtr, jtr+ra: 'reference' (default): the reference code's sum over "
         "old classes, each weighing as much as the current task; 'mean': old "
         "classes together weigh as much as the current task",

@@ -28,7 +28,9 @@ TINY = [
 # fresh step takes minutes of a CPU, and the networks' training on JAX is
 # tested in test_resnet.py and test_conditional_wgan_gp.py.
 wiring_test = pytest.mark.skipif(
-    keras.config.backend() == "jax", reason="backend-independent wiring"
+    keras.config.backend() == "jax",
+    reason="the option wiring is the same on every backend and is run under "
+    "TensorFlow and torch; JAX compiles each fresh step for minutes on a CPU",
 )
 
 
