@@ -241,6 +241,24 @@ def collect(args, variant: str) -> dict:
     return row
 
 
+def merge_rows(results_file: Path, rows: list[dict]) -> list[dict]:
+    """`rows` with the other variants' rows of an earlier report of this setup.
+
+    Methods are run one invocation at a time on a CPU (about an hour each at
+    the cpu preset), so a report keeps every variant measured so far, in
+    `VARIANTS` order. A variant run again replaces its earlier row unless it
+    has no finished task here (its run folder is gone, say).
+    """
+    merged = {}
+    if results_file.is_file():
+        earlier = json.loads(results_file.read_text())["rows"]
+        merged = {row["variant"]: row for row in earlier}
+    for row in rows:
+        if row["tasks_completed"] or row["variant"] not in merged:
+            merged[row["variant"]] = row
+    return [merged[variant] for variant in VARIANTS if variant in merged]
+
+
 def markdown(args, rows) -> str:
     def cell(value):
         return "-" if value is None else f"{value:.2f}"
@@ -274,7 +292,11 @@ def main(argv=None) -> int:
     if not args.report_only:
         for variant in variants:
             status |= train(args, variant)["returncode"] != 0
-    rows = [collect(args, variant) for variant in variants]
+    RESULTS.mkdir(exist_ok=True)
+    stem = f"table1_{label(args, '_')}"
+    rows = merge_rows(
+        RESULTS / f"{stem}.json", [collect(args, variant) for variant in variants]
+    )
     report = {
         "preset": args.preset,
         "iters_per_task": iterations(args),
@@ -285,8 +307,6 @@ def main(argv=None) -> int:
         "eval_samples": args.eval_samples,
         "rows": rows,
     }
-    RESULTS.mkdir(exist_ok=True)
-    stem = f"table1_{label(args, '_')}"
     table = markdown(args, rows)
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2))
     (RESULTS / f"{stem}.md").write_text(table)

@@ -85,7 +85,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--replay-batch",
         type=int,
         help="jtr, ra, jtr+ra: replayed images per update, split over the old "
-        "classes (default 64, the reference code's)",
+        "classes (default --batch-size: one replayed batch per real batch, as "
+        "in the paper)",
     )
     train.add_argument(
         "--lambda-ra",
@@ -291,6 +292,12 @@ def _configure_engines(argv) -> None:
     known, _ = early.parse_known_args(argv)
     if known.backend:
         os.environ["KERAS_BACKEND"] = known.backend
+    # JAX compiles every task's step anew (minutes on a CPU); a resumed or
+    # repeated run finds the same programs in this cache. JAX reads it at import.
+    os.environ.setdefault(
+        "JAX_COMPILATION_CACHE_DIR",
+        str(Path.home() / ".cache" / "keras_mergan" / "jax_compilation"),
+    )
     flags = os.environ.get("XLA_FLAGS", "")
     if known.devices > 1 and "xla_force_host_platform_device_count" not in flags:
         # Only a CPU is split (as TensorFlow's backend does); GPUs are counted.
@@ -338,6 +345,8 @@ def _model_options(model_class, args, dataset_name: str) -> dict:
         and name not in ("generator", "critic")
         and value is not None
     }
+    if "replay_batch" in accepted:
+        options.setdefault("replay_batch", args.batch_size)
     if (
         "lambda_ra" in accepted
         and "lambda_ra" not in options

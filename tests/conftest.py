@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -29,3 +31,16 @@ def random_images(n, channels=1, seed=0):
 @pytest.fixture
 def make_tiny_gan():
     return tiny_gan
+
+
+@pytest.fixture(scope="session")
+def run_cache(request, tmp_path_factory) -> Path:
+    """Where synthetic runs (`export.synthetic.cached_run`) are kept.
+
+    Shared by the export and serving tests, so a run trained for one is
+    reused by the other; kept across sessions in pytest's cache when it is on.
+    """
+    cache = getattr(request.config, "cache", None)
+    if cache is None:  # -p no:cacheprovider
+        return tmp_path_factory.mktemp("runs")
+    return Path(cache.mkdir("keras_mergan_synthetic_runs"))

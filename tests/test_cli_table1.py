@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from test_data import _write_svhn
 
+pytestmark = pytest.mark.backend_independent
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "table1.py"
 
 
@@ -37,3 +39,17 @@ def test_mnist_keeps_its_iterations_and_a_missing_svhn_is_explained(
     with pytest.raises(SystemExit):
         table1.parse_args(["--dataset", "svhn"])
     assert "train_32x32.mat" in capsys.readouterr().err
+
+
+def test_a_report_keeps_the_variants_measured_by_earlier_runs(table1, tmp_path):
+    def row(variant, tasks_completed):
+        return {"variant": variant, "tasks_completed": tasks_completed}
+
+    results_file = tmp_path / "table1.json"
+    results_file.write_text(
+        table1.json.dumps({"rows": [row("ra-short", 10), row("sft", 10)]})
+    )
+    rows = table1.merge_rows(
+        results_file, [row("jtr-short", 3), row("sft", 4), row("ra-short", 0)]
+    )
+    assert rows == [row("sft", 4), row("jtr-short", 3), row("ra-short", 10)]

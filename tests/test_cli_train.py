@@ -133,6 +133,17 @@ def test_lambda_ra_defaults_to_the_papers_value_per_dataset(dataset, options, ex
     assert options.get("lambda_ra") == expected
 
 
+@pytest.mark.parametrize(
+    "options, expected",
+    [(["--batch-size=32"], 32), ([], 64), (["--replay-batch=8"], 8)],
+)
+def test_one_replayed_batch_per_real_batch_by_default(options, expected):
+    args = cli._build_parser().parse_args(["train", "--method=jtr", *options])
+    assert (
+        cli._model_options(ReplayAlignment, args, "digits")["replay_batch"] == expected
+    )
+
+
 @wiring_test
 def test_svhn_run_records_its_lambda_ra(tmp_path):
     train_file = _write_svhn(tmp_path, n_train=8)

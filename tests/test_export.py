@@ -32,14 +32,8 @@ from export.synthetic import cached_run
 BACKENDS = ("tensorflow", "jax", "torch")
 TOLERANCE = 1e-4
 CURRENT_BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
-
-
-@pytest.fixture(scope="session")
-def run_cache(request, tmp_path_factory) -> Path:
-    cache = getattr(request.config, "cache", None)
-    if cache is None:  # -p no:cacheprovider
-        return tmp_path_factory.mktemp("runs")
-    return Path(cache.mkdir("keras_mergan_synthetic_runs"))
+# Every training backend is covered by `exported`; export itself runs in TF.
+pytestmark = pytest.mark.backend_independent
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

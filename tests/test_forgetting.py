@@ -1,10 +1,11 @@
 """Catastrophic forgetting on real digits, and the methods that prevent it.
 
-Each method learns digit 0, then digit 1, on the built-in digits with a
-budget chosen so that the cost stays around a minute per method and backend
-while the outcome is clear-cut: a width-16 DCGAN learns a recognisable 0 in
-150 iterations at a raised learning rate, and 150 iterations of fine-tuning
-on 1 erase it (evaluator accuracy on 0 from ~98% to ~0% with TensorFlow).
+One model learns digit 0 on the built-in digits, then each method learns
+digit 1 from it, with a budget chosen so that the cost stays around a minute
+per method and backend while the outcome is clear-cut: a width-16 DCGAN
+learns a recognisable 0 in 150 iterations at a raised learning rate, and 150
+iterations of fine-tuning on 1 erase it (evaluator accuracy on 0 from ~98% to
+~0% with TensorFlow).
 """
 
 import functools
@@ -37,10 +38,8 @@ def evaluator():
     return Evaluator.for_dataset(digits(), epochs=5, verbose=0)
 
 
-@functools.cache
-def class_zero_accuracy(method_name: str) -> tuple[float, float]:
-    """Evaluator accuracy on generated 0s after task 1 and after task 2."""
-    dataset, method = digits(), METHODS[method_name]
+def _compiled_gan(method_name: str):
+    method = METHODS[method_name]
     keras.utils.set_random_seed(0)
     gan = method.model_class(
         build_dcgan_generator(10, 1, latent_dim=32, width=16),
@@ -53,24 +52,59 @@ def class_zero_accuracy(method_name: str) -> tuple[float, float]:
         wgan_adam("generator_adam", LEARNING_RATE),
         wgan_adam("critic_adam", LEARNING_RATE),
     )
-    tasks = cumulative_tasks(TASKS) if method.cumulative else TASKS
-    stream = TaskStream(
+    return gan
+
+
+def _stream(gan, method_name: str) -> TaskStream:
+    dataset = digits()
+    tasks = cumulative_tasks(TASKS) if METHODS[method_name].cumulative else TASKS
+    return TaskStream(
         dataset.x_train, dataset.y_train, tasks, ITERATIONS, BATCH_SIZE, gan.n_critic
     )
-    accuracies = []
 
-    class ScoreClassZero(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            accuracies.append(generated_accuracy(gan, evaluator(), [0], SAMPLES)[0])
 
+def _class_zero_accuracy(gan) -> float:
+    return generated_accuracy(gan, evaluator(), [0], SAMPLES)[0]
+
+
+@functools.cache
+def first_task() -> tuple[list, list, float]:
+    """Generator and critic weights after task 1, and their accuracy on 0.
+
+    Task 1 has nothing to remember, so every method learns it as fine-tuning
+    does ("the network learned after the first task is the same in all
+    methods", MeRGAN Fig. 5); the methods start task 2 from this one model.
+    """
+    gan = _compiled_gan("sft")
+    stream = _stream(gan, "sft")
     gan.fit(
         stream,
-        epochs=len(tasks),
+        epochs=1,
         steps_per_epoch=ITERATIONS,
-        callbacks=[TaskSequence(stream), ScoreClassZero()],
+        callbacks=[TaskSequence(stream)],
         verbose=0,
     )
-    return tuple(accuracies)
+    weights = gan.generator.get_weights(), gan.critic.get_weights()
+    return *weights, _class_zero_accuracy(gan)
+
+
+@functools.cache
+def class_zero_accuracy(method_name: str) -> tuple[float, float]:
+    """Evaluator accuracy on generated 0s after task 1 and after task 2."""
+    generator_weights, critic_weights, after_first = first_task()
+    gan = _compiled_gan(method_name)
+    gan.generator.set_weights(generator_weights)
+    gan.critic.set_weights(critic_weights)
+    stream = _stream(gan, method_name).starting_at(1)
+    gan.fit(
+        stream,
+        initial_epoch=1,
+        epochs=2,
+        steps_per_epoch=ITERATIONS,
+        callbacks=[TaskSequence(stream)],
+        verbose=0,
+    )
+    return after_first, _class_zero_accuracy(gan)
 
 
 def test_sequential_fine_tuning_forgets_class_zero():

@@ -41,17 +41,13 @@ from serve.server import make_server
 
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 CHROMIUM = "/usr/bin/chromium"
+# Serving is onnxruntime alone: the Keras backend of the test process is unused.
+pytestmark = pytest.mark.backend_independent
 
 
 @pytest.fixture(scope="module")
-def run_dir(request, tmp_path_factory) -> Path:
-    cache = getattr(request.config, "cache", None)
-    root = (
-        Path(cache.mkdir("keras_mergan_synthetic_runs"))
-        if cache is not None
-        else tmp_path_factory.mktemp("runs")
-    )
-    return cached_run(root, BACKEND)
+def run_dir(run_cache) -> Path:
+    return cached_run(run_cache, BACKEND)
 
 
 @pytest.fixture(scope="module")
