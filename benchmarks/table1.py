@@ -282,6 +282,52 @@ def markdown(args, rows) -> str:
             f"{cell(paper.get('after_10'))} | {row['tasks_completed']} | "
             f"{row['seconds']:.0f} |"
         )
+    # JSON keys are strings once a report has been read back.
+    tasks = sorted({int(t) for row in rows for t in row["accuracy_per_task"]})
+    classes = sorted(
+        {
+            int(c)
+            for row in rows
+            for per in row["accuracy_per_class"].values()
+            for c in per
+        }
+    )
+    lines += [
+        "",
+        "Mean accuracy (%) after each task:",
+        "",
+        "| method | " + " | ".join(str(t) for t in tasks) + " |",
+        "|---|" + "---:|" * len(tasks),
+    ]
+    for row in rows:
+        per_task = {int(t): a for t, a in row["accuracy_per_task"].items()}
+        lines.append(
+            f"| {row['variant']} | "
+            + " | ".join(cell(per_task.get(t)) for t in tasks)
+            + " |"
+        )
+    lines += [
+        "",
+        "Accuracy (%) per class after the last finished task:",
+        "",
+        "| method | task | " + " | ".join(str(c) for c in classes) + " |",
+        "|---|---:|" + "---:|" * len(classes),
+    ]
+    for row in rows:
+        if not row["tasks_completed"]:
+            continue
+        last = row["tasks_completed"]
+        per_class = {
+            int(c): a
+            for t, per in row["accuracy_per_class"].items()
+            if int(t) == last
+            for c, a in per.items()
+        }
+        lines.append(
+            f"| {row['variant']} | {last} | "
+            + " | ".join(cell(per_class.get(c)) for c in classes)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
