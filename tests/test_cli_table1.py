@@ -4,7 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from test_data import _write_svhn
+from conftest import write_svhn_files
 
 pytestmark = pytest.mark.backend_independent
 
@@ -20,7 +20,7 @@ def table1():
 
 
 def test_svhn_files_select_svhns_iterations_and_paper_row(table1, tmp_path):
-    train_file = _write_svhn(tmp_path)
+    train_file = write_svhn_files(tmp_path)
     for source in (train_file, tmp_path):
         args = table1.parse_args(["--dataset", str(source), "--preset", "paper"])
         assert (args.benchmark, table1.iterations(args)) == ("svhn", 8000)

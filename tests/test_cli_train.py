@@ -8,7 +8,7 @@ from pathlib import Path
 
 import keras
 import pytest
-from test_data import _make_folder, _write_svhn
+from conftest import make_image_folder, write_svhn_files
 
 from keras_mergan import cli
 from keras_mergan.methods import ReplayAlignment
@@ -84,7 +84,7 @@ def test_devices_on_torch_or_beyond_those_present_is_a_clear_error(
 def test_resnet_trains_on_an_image_folder(tmp_path):
     # 16x16 (two residual blocks instead of 64x64's four) halves the graph to
     # trace; tests/test_resnet.py trains the 64x64 networks.
-    folder = _make_folder(tmp_path / "scenes", rgb=True)
+    folder = make_image_folder(tmp_path / "scenes", rgb=True)
     out = tmp_path / "run"
     command = [
         *TINY,
@@ -146,7 +146,7 @@ def test_one_replayed_batch_per_real_batch_by_default(options, expected):
 
 @wiring_test
 def test_svhn_run_records_its_lambda_ra(tmp_path):
-    train_file = _write_svhn(tmp_path, n_train=8)
+    train_file = write_svhn_files(tmp_path, n_train=8)
     out = tmp_path / "run"
     command = [*TINY, "--method=ra", "--width=4", f"--dataset={train_file}"]
     assert cli.main([*command, "--tasks=1", f"--out={out}"]) == 0

@@ -1,13 +1,7 @@
 import keras
 import numpy as np
-from conftest import random_images, tiny_gan
+from conftest import fit_random_tasks, numpy_copies, tiny_gan
 from keras import ops
-
-from keras_mergan.tasks import TaskSequence, TaskStream
-
-
-def _numpy(variables):
-    return [ops.convert_to_numpy(v).copy() for v in variables]
 
 
 def _iterations(gan):
@@ -17,32 +11,17 @@ def _iterations(gan):
     ]
 
 
-def _fit(gan, tasks, steps, batch_size=4, **kwargs):
-    labels = np.arange(60) % gan.num_classes
-    stream = TaskStream(
-        random_images(60), labels, tasks, steps, batch_size, gan.n_critic
-    )
-    return gan.fit(
-        stream,
-        epochs=len(tasks),
-        steps_per_epoch=steps,
-        callbacks=[TaskSequence(stream), *kwargs.pop("callbacks", [])],
-        verbose=0,
-        **kwargs,
-    )
-
-
 def test_one_step_updates_both_networks_and_both_optimizers():
     gan = tiny_gan()
-    generator_before = _numpy(gan.generator.trainable_variables)
-    critic_before = _numpy(gan.critic.trainable_variables)
-    replay_before = _numpy(gan.replay_generator.variables)
-    history = _fit(gan, [[0, 1]], steps=1)
+    generator_before = numpy_copies(gan.generator.trainable_variables)
+    critic_before = numpy_copies(gan.critic.trainable_variables)
+    replay_before = numpy_copies(gan.replay_generator.variables)
+    history = fit_random_tasks(gan, [[0, 1]], steps=1)
 
     def changed(before, variables):
         return [
             not np.allclose(b, a)
-            for b, a in zip(before, _numpy(variables), strict=True)
+            for b, a in zip(before, numpy_copies(variables), strict=True)
         ]
 
     # Every weight that reaches the loss moves: all of the critic's but the
@@ -77,7 +56,7 @@ def test_task_boundary_snapshots_the_generator_and_resets_adam():
                 ops.convert_to_numpy(gan.replay_generator.weights[0]),
             )
 
-    _fit(gan, [[0], [1], [2]], steps=2, callbacks=[Spy()])
+    fit_random_tasks(gan, [[0], [1], [2]], steps=2, callbacks=[Spy()])
     assert seen == [
         ([0], [0], [], [0, 0]),
         ([1], [0, 1], [0], [0, 0]),
@@ -88,15 +67,15 @@ def test_task_boundary_snapshots_the_generator_and_resets_adam():
 
 def test_save_and_load_give_identical_samples_and_optimizer_state(tmp_path):
     gan = tiny_gan()
-    _fit(gan, [[0], [1]], steps=2)
+    fit_random_tasks(gan, [[0], [1]], steps=2)
     gan.save(tmp_path / "gan.keras")
     loaded = keras.saving.load_model(tmp_path / "gan.keras")
     z = np.random.default_rng(0).normal(size=(6, gan.latent_dim)).astype("float32")
     labels = np.array([0, 1, 2, 0, 1, 2])
     np.testing.assert_array_equal(gan.generate(z, labels), loaded.generate(z, labels))
     for saved, restored in zip(
-        _numpy(gan.replay_generator.weights),
-        _numpy(loaded.replay_generator.weights),
+        numpy_copies(gan.replay_generator.weights),
+        numpy_copies(loaded.replay_generator.weights),
         strict=True,
     ):
         np.testing.assert_array_equal(saved, restored)
@@ -106,7 +85,7 @@ def test_save_and_load_give_identical_samples_and_optimizer_state(tmp_path):
 
 def test_generation_does_not_depend_on_the_batch():
     gan = tiny_gan()
-    _fit(gan, [[0, 1, 2]], steps=2)
+    fit_random_tasks(gan, [[0, 1, 2]], steps=2)
     z = np.random.default_rng(1).normal(size=(5, gan.latent_dim)).astype("float32")
     labels = np.array([2, 0, 1, 1, 0])
     batch = gan.generate(z, labels)

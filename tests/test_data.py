@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_image_folder, save_image, write_svhn_files
 from PIL import Image
 
 from keras_mergan.data import (
@@ -17,11 +18,6 @@ from keras_mergan.data import (
 @pytest.fixture(scope="module")
 def digits() -> ImageDataset:
     return load_dataset("digits")
-
-
-def _save(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
 
 
 def test_builtin_digits(digits):
@@ -101,18 +97,8 @@ def test_npz_rgb_non_square_and_class_names(tmp_path):
     np.testing.assert_allclose(gray.x_train, 1.0, atol=1e-5)
 
 
-def _make_folder(root: Path, rgb: bool) -> Path:
-    rng = np.random.default_rng(1)
-    for name, count in (("bedroom", 5), ("kitchen", 3)):
-        for i in range(count):
-            shape = (40, 60, 3) if rgb else (40, 60)
-            img = rng.integers(0, 256, shape, dtype=np.uint8)
-            _save(root / name / f"img{i}.png", img)
-    return root
-
-
 def test_image_folder_rgb(tmp_path):
-    root = _make_folder(tmp_path / "scenes", rgb=True)
+    root = make_image_folder(tmp_path / "scenes", rgb=True)
     (root / "bedroom" / "notes.txt").write_text("not an image, ignored")
     ds = load_dataset(str(root), image_size=16, test_fraction=0.4, seed=3)
     assert ds.name == "scenes"
@@ -130,13 +116,13 @@ def test_image_folder_rgb(tmp_path):
 
 
 def test_image_folder_grayscale_default_and_forced(tmp_path):
-    root = _make_folder(tmp_path / "gray", rgb=False)
+    root = make_image_folder(tmp_path / "gray", rgb=False)
     ds = load_dataset(root, image_size=8, test_fraction=0.0)
     assert ds.channels == 1
     assert len(ds.x_test) == 0 and ds.x_test.shape == (0, 8, 8, 1)
     assert load_dataset(root, image_size=8, channels=3).channels == 3
     # one RGB image makes the default RGB
-    _save(root / "kitchen" / "color.png", np.zeros((10, 10, 3), np.uint8))
+    save_image(root / "kitchen" / "color.png", np.zeros((10, 10, 3), np.uint8))
     assert load_dataset(root, image_size=8).channels == 3
 
 
@@ -151,15 +137,15 @@ def test_image_folder_center_crop(tmp_path):
     tall[:10] = (255, 0, 0)
     tall[10:30] = 255
     tall[30:] = (0, 0, 255)
-    _save(tmp_path / "crop" / "a" / "wide.png", wide)
-    _save(tmp_path / "crop" / "b" / "tall.png", tall)
+    save_image(tmp_path / "crop" / "a" / "wide.png", wide)
+    save_image(tmp_path / "crop" / "b" / "tall.png", tall)
     ds = load_dataset(tmp_path / "crop", image_size=8, test_fraction=0.0)
     np.testing.assert_allclose(ds.x_train, 1.0)  # only the white square remains
 
 
 def test_resolve_categories(digits, tmp_path):
     assert resolve_categories(digits, ["3", 7, np.int64(0)]) == [3, 7, 0]
-    root = _make_folder(tmp_path / "scenes", rgb=False)
+    root = make_image_folder(tmp_path / "scenes", rgb=False)
     ds = load_dataset(root, image_size=8)
     assert resolve_categories(ds, ["kitchen", "BEDROOM"]) == [1, 0]
     assert resolve_categories(ds, ["1", 0]) == [1, 0]
@@ -185,7 +171,7 @@ def test_unknown_source_string():
 
 
 def test_corrupt_image_names_the_file(tmp_path):
-    root = _make_folder(tmp_path / "scenes", rgb=True)
+    root = make_image_folder(tmp_path / "scenes", rgb=True)
     bad = root / "kitchen" / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
     with pytest.raises(DatasetError, match="broken.png"):
@@ -193,7 +179,7 @@ def test_corrupt_image_names_the_file(tmp_path):
 
 
 def test_truncated_image_names_the_file(tmp_path):
-    root = _make_folder(tmp_path / "scenes", rgb=True)
+    root = make_image_folder(tmp_path / "scenes", rgb=True)
     good = (root / "kitchen" / "img0.png").read_bytes()
     (root / "kitchen" / "cut.png").write_bytes(good[: len(good) // 2])
     with pytest.raises(DatasetError, match="cut.png"):
@@ -201,7 +187,7 @@ def test_truncated_image_names_the_file(tmp_path):
 
 
 def test_empty_category(tmp_path):
-    root = _make_folder(tmp_path / "scenes", rgb=True)
+    root = make_image_folder(tmp_path / "scenes", rgb=True)
     (root / "garage").mkdir()
     (root / "garage" / "readme.txt").write_text("no images here")
     with pytest.raises(DatasetError, match="garage.*empty"):
@@ -210,7 +196,7 @@ def test_empty_category(tmp_path):
 
 def test_folder_without_categories(tmp_path):
     root = tmp_path / "flat"
-    _save(root / "img.png", np.zeros((8, 8), np.uint8))
+    save_image(root / "img.png", np.zeros((8, 8), np.uint8))
     with pytest.raises(DatasetError, match="no category subfolders"):
         load_dataset(root)
 
@@ -255,19 +241,8 @@ def test_bad_arguments():
     assert issubclass(DatasetError, ValueError)
 
 
-def _write_svhn(folder, n_train=6, n_test=4):
-    from scipy.io import savemat
-
-    rng = np.random.default_rng(0)
-    for name, n in (("train_32x32.mat", n_train), ("test_32x32.mat", n_test)):
-        x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
-        y = (np.arange(n) % 10 + 1).reshape(-1, 1).astype(np.uint8)  # 10 = digit 0
-        savemat(folder / name, {"X": x, "y": y})
-    return folder / "train_32x32.mat"
-
-
 def test_svhn_mat_files_in_the_official_layout(tmp_path):
-    train = _write_svhn(tmp_path)
+    train = write_svhn_files(tmp_path)
     for source in (train, tmp_path):
         ds = load_dataset(source, image_size=32)
         assert ds.name == "svhn" and ds.x_train.shape == (6, 32, 32, 3)
@@ -279,12 +254,12 @@ def test_svhn_mat_files_in_the_official_layout(tmp_path):
 
     first = loadmat(train)["X"][:, :, :, 0].astype(np.float32) / 127.5 - 1.0
     np.testing.assert_allclose(ds.x_train[0], first, atol=1e-6)
-    ten = _write_svhn(tmp_path, n_train=10)
+    ten = write_svhn_files(tmp_path, n_train=10)
     assert load_dataset(ten).y_train[-1] == 0
 
 
 def test_svhn_without_its_test_file_or_corrupt_is_a_clear_error(tmp_path):
-    train = _write_svhn(tmp_path)
+    train = write_svhn_files(tmp_path)
     (tmp_path / "test_32x32.mat").unlink()
     with pytest.raises(DatasetError, match="test_32x32.mat"):
         load_dataset(train)

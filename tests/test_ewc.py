@@ -1,8 +1,7 @@
 import keras
 import numpy as np
-from conftest import tiny_gan
+from conftest import fit_random_tasks, numpy_copies, tiny_gan
 from keras import ops
-from test_conditional_wgan_gp import _fit, _numpy
 
 from keras_mergan.methods import ElasticWeightConsolidationGAN
 
@@ -21,12 +20,12 @@ def _penalty(gan):
 def test_fisher_covers_the_old_classes_only():
     gan = _ewc_gan()
     gan.begin_task(0, [0], [0])
-    assert not any(f.any() for f in _numpy(gan.fisher))
+    assert not any(f.any() for f in numpy_copies(gan.fisher))
     gan.begin_task(1, [1], [0, 1])
     fisher = dict(
         zip(
             [v.path for v in gan.generator.trainable_variables],
-            _numpy(gan.fisher),
+            numpy_copies(gan.fisher),
             strict=True,
         )
     )
@@ -36,7 +35,9 @@ def test_fisher_covers_the_old_classes_only():
     gamma = fisher["generator_cbn1/gamma"]
     assert gamma[0].any() and not gamma[1:].any()
     for anchor, weight in zip(
-        _numpy(gan.anchors), _numpy(gan.generator.trainable_variables), strict=True
+        numpy_copies(gan.anchors),
+        numpy_copies(gan.generator.trainable_variables),
+        strict=True,
     ):
         np.testing.assert_array_equal(anchor, weight)
 
@@ -58,7 +59,7 @@ def test_penalty_is_zero_at_the_anchor_and_grows_away_from_it():
 
 def test_penalty_is_logged_from_the_second_task():
     gan = _ewc_gan(lambda_ewc=1e3, n_critic=1)
-    history = _fit(gan, [[0], [1]], steps=2)
+    history = fit_random_tasks(gan, [[0], [1]], steps=2)
     first, second = history.history["ewc_penalty"]
     assert first == 0.0 and np.isfinite(second) and second > 0.0
     assert np.isfinite(history.history["generator_loss"]).all()
@@ -75,9 +76,9 @@ def test_save_and_load_keep_fisher_anchors_and_configuration(tmp_path):
         2,
     )
     for saved, restored in zip(
-        _numpy(gan.fisher + gan.anchors),
-        _numpy(loaded.fisher + loaded.anchors),
+        numpy_copies(gan.fisher + gan.anchors),
+        numpy_copies(loaded.fisher + loaded.anchors),
         strict=True,
     ):
         np.testing.assert_array_equal(saved, restored)
-    assert any(f.any() for f in _numpy(loaded.fisher))
+    assert any(f.any() for f in numpy_copies(loaded.fisher))

@@ -5,7 +5,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import random_images, tiny_gan
+from conftest import numpy_copies, random_images, tiny_gan
 
 from keras_mergan.cli import main
 from keras_mergan.data import load_dataset
@@ -19,10 +19,6 @@ OLD, NEW = [0, 1], [2, 3]
 def tiny_scholar(**kwargs):
     kwargs.setdefault("solver_width", 8)
     return tiny_gan(DeepGenerativeReplay, num_classes=10, **kwargs)
-
-
-def _numpy(variables):
-    return [keras.ops.convert_to_numpy(v) for v in variables]
 
 
 @pytest.mark.parametrize(
@@ -56,7 +52,9 @@ def test_begin_task_snapshots_the_scholar_and_freezes_the_copy():
         variable.assign(variable + 1.0)
     scholar.begin_task(1, [1], [0, 1])
     for now, snapshot in zip(
-        _numpy(solver_variables), _numpy(scholar.replay_solver.variables), strict=True
+        numpy_copies(solver_variables),
+        numpy_copies(scholar.replay_solver.variables),
+        strict=True,
     ):
         np.testing.assert_array_equal(now, snapshot)
     trainable = {id(v) for v in scholar.trainable_variables}

@@ -1,9 +1,8 @@
 import keras
 import numpy as np
 import pytest
-from conftest import tiny_gan
+from conftest import fit_random_tasks, tiny_gan
 from keras import ops
-from test_conditional_wgan_gp import _fit
 
 from keras_mergan.methods import JointTrainingWithReplay, MeRGAN
 
@@ -37,7 +36,7 @@ def _cbn_gamma(generator):
 
 def test_replay_joins_training_from_the_second_task():
     gan = tiny_gan(JointTrainingWithReplay, replay_batch=8, n_critic=1)
-    history = _fit(gan, [[0], [1]], steps=1)
+    history = fit_random_tasks(gan, [[0], [1]], steps=1)
     for name in REPLAY_TERMS:
         first, second = history.history[name]
         assert first == 0.0 and np.isfinite(second) and second != 0.0, name

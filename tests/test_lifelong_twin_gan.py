@@ -3,7 +3,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import random_images, tiny_gan
+from conftest import numpy_copies, random_images, tiny_gan
 
 from keras_mergan.cli import main
 from keras_mergan.data import load_dataset
@@ -20,10 +20,6 @@ def tiny_twins(**kwargs):
     kwargs.setdefault("student_width", 4)
     kwargs.setdefault("student_latent_dim", 4)
     return tiny_gan(LifelongTwinGAN, num_classes=10, **kwargs)
-
-
-def _numpy(variables):
-    return [keras.ops.convert_to_numpy(v) for v in variables]
 
 
 def _same(a, b):
@@ -51,11 +47,11 @@ def test_both_twins_learn_the_first_task_then_the_teacher_is_frozen():
     stream = TaskStream(
         random_images(40), np.arange(40) % 2, [[0], [1]], 2, 4, gan.n_critic
     )
-    teacher_start = _numpy(gan.teacher.trainable_variables)
-    assistant_start = _numpy(gan.assistant.trainable_variables)
+    teacher_start = numpy_copies(gan.teacher.trainable_variables)
+    assistant_start = numpy_copies(gan.assistant.trainable_variables)
     first = _fit_task(gan, stream, 0).history
-    teacher_1 = _numpy(gan.teacher.trainable_variables)
-    assistant_1 = _numpy(gan.assistant.trainable_variables)
+    teacher_1 = numpy_copies(gan.teacher.trainable_variables)
+    assistant_1 = numpy_copies(gan.assistant.trainable_variables)
     assert _none_equal(teacher_start, teacher_1)
     assert _none_equal(assistant_start, assistant_1)
     assert first["teacher_critic_loss"][0] != 0.0
@@ -63,8 +59,8 @@ def test_both_twins_learn_the_first_task_then_the_teacher_is_frozen():
 
     second = _fit_task(gan, stream, 1).history
     # Task 2: the last learner teaches, frozen; the former Teacher learns.
-    assert _same(_numpy(gan.teacher.trainable_variables), assistant_1)
-    assert _none_equal(_numpy(gan.assistant.trainable_variables), teacher_1)
+    assert _same(numpy_copies(gan.teacher.trainable_variables), assistant_1)
+    assert _none_equal(numpy_copies(gan.assistant.trainable_variables), teacher_1)
     assert second["teacher_critic_loss"] == [0.0]
     assert second["teacher_generator_loss"] == [0.0]
 
@@ -146,8 +142,12 @@ def test_save_and_load_keep_twins_and_student(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "ltgan.keras")
     assert type(loaded) is LifelongTwinGAN
     assert (loaded.mixing_ratio, loaded.student.beta) == (0.25, 4.0)
-    assert _same(_numpy(loaded.teacher.variables), _numpy(gan.teacher.variables))
-    assert _same(_numpy(loaded.student.variables), _numpy(gan.student.variables))
+    assert _same(
+        numpy_copies(loaded.teacher.variables), numpy_copies(gan.teacher.variables)
+    )
+    assert _same(
+        numpy_copies(loaded.student.variables), numpy_copies(gan.student.variables)
+    )
     z = np.zeros((2, 16), "float32")
     with pytest.raises(ValueError, match="labels"):
         loaded.generate(z, [0])

@@ -1,13 +1,12 @@
 import numpy as np
-from conftest import tiny_gan
-from test_conditional_wgan_gp import _fit
+from conftest import fit_random_tasks, tiny_gan
 
 from keras_mergan.methods import MeRGAN
 
 
 def test_joint_replay_and_alignment_train_together():
     gan = tiny_gan(MeRGAN, lambda_ra=1.0, replay_batch=8, n_critic=1)
-    history = _fit(gan, [[0], [1]], steps=2)
+    history = fit_random_tasks(gan, [[0], [1]], steps=2)
     for name in (
         "replay_critic_loss",
         "replay_critic_cls",

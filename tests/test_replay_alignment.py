@@ -1,9 +1,8 @@
 import keras
 import numpy as np
 import pytest
-from conftest import tiny_gan
+from conftest import fit_random_tasks, tiny_gan
 from keras import ops
-from test_conditional_wgan_gp import _fit
 
 from keras_mergan.losses import replay_alignment_loss
 from keras_mergan.methods import ReplayAlignment
@@ -22,7 +21,7 @@ def test_reference_scaling_is_half_the_summed_square_per_old_class():
 
 def test_alignment_is_zero_at_the_snapshot_and_grows_with_training():
     gan = tiny_gan(ReplayAlignment, lambda_ra=1.0, replay_batch=8, n_critic=1)
-    history = _fit(gan, [[0], [1]], steps=2)
+    history = fit_random_tasks(gan, [[0], [1]], steps=2)
     first, second = history.history["replay_alignment"]
     assert first == 0.0 and np.isfinite(second) and second > 0.0
     assert float(ops.convert_to_numpy(gan.replay_alignment())) > 0.0
