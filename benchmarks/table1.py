@@ -259,6 +259,18 @@ def merge_rows(results_file: Path, rows: list[dict]) -> list[dict]:
     return [merged[variant] for variant in VARIANTS if variant in merged]
 
 
+def _table(title: str, header: list, body: list[list[str]]) -> list[str]:
+    """Markdown lines of a titled table, numbers right-aligned."""
+    return [
+        "",
+        title,
+        "",
+        "| " + " | ".join(str(h) for h in header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+        *("| " + " | ".join(cells) + " |" for cells in body),
+    ]
+
+
 def markdown(args, rows) -> str:
     def cell(value):
         return "-" if value is None else f"{value:.2f}"
@@ -292,42 +304,33 @@ def markdown(args, rows) -> str:
             for c in per
         }
     )
-    lines += [
-        "",
-        "Mean accuracy (%) after each task:",
-        "",
-        "| method | " + " | ".join(str(t) for t in tasks) + " |",
-        "|---|" + "---:|" * len(tasks),
+    per_task = [
+        [row["variant"]]
+        + [
+            cell({int(t): a for t, a in row["accuracy_per_task"].items()}.get(t))
+            for t in tasks
+        ]
+        for row in rows
     ]
+    lines += _table("Mean accuracy (%) after each task:", ["method", *tasks], per_task)
+    per_class = []
     for row in rows:
-        per_task = {int(t): a for t, a in row["accuracy_per_task"].items()}
-        lines.append(
-            f"| {row['variant']} | "
-            + " | ".join(cell(per_task.get(t)) for t in tasks)
-            + " |"
-        )
-    lines += [
-        "",
-        "Accuracy (%) per class after the last finished task:",
-        "",
-        "| method | task | " + " | ".join(str(c) for c in classes) + " |",
-        "|---|---:|" + "---:|" * len(classes),
-    ]
-    for row in rows:
-        if not row["tasks_completed"]:
-            continue
         last = row["tasks_completed"]
-        per_class = {
-            int(c): a
-            for t, per in row["accuracy_per_class"].items()
-            if int(t) == last
-            for c, a in per.items()
-        }
-        lines.append(
-            f"| {row['variant']} | {last} | "
-            + " | ".join(cell(per_class.get(c)) for c in classes)
-            + " |"
-        )
+        if last:
+            accuracy = {
+                int(c): a
+                for t, per in row["accuracy_per_class"].items()
+                if int(t) == last
+                for c, a in per.items()
+            }
+            per_class.append(
+                [row["variant"], str(last)] + [cell(accuracy.get(c)) for c in classes]
+            )
+    lines += _table(
+        "Accuracy (%) per class after the last finished task:",
+        ["method", "task", *classes],
+        per_class,
+    )
     return "\n".join(lines) + "\n"
 
 
