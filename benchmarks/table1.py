@@ -259,6 +259,11 @@ def merge_rows(results_file: Path, rows: list[dict]) -> list[dict]:
     return [merged[variant] for variant in VARIANTS if variant in merged]
 
 
+def _by_int(mapping: dict) -> dict:
+    """`mapping` keyed by int: JSON keys are strings once a report is read back."""
+    return {int(key): value for key, value in mapping.items()}
+
+
 def _table(title: str, header: list, body: list[list[str]]) -> list[str]:
     """Markdown lines of a titled table, numbers right-aligned."""
     return [
@@ -294,35 +299,25 @@ def markdown(args, rows) -> str:
             f"{cell(paper.get('after_10'))} | {row['tasks_completed']} | "
             f"{row['seconds']:.0f} |"
         )
-    # JSON keys are strings once a report has been read back.
-    tasks = sorted({int(t) for row in rows for t in row["accuracy_per_task"]})
+    tasks = sorted({t for row in rows for t in _by_int(row["accuracy_per_task"])})
     classes = sorted(
         {
-            int(c)
+            c
             for row in rows
             for per in row["accuracy_per_class"].values()
-            for c in per
+            for c in _by_int(per)
         }
     )
-    per_task = [
-        [row["variant"]]
-        + [
-            cell({int(t): a for t, a in row["accuracy_per_task"].items()}.get(t))
-            for t in tasks
-        ]
-        for row in rows
-    ]
+    per_task = []
+    for row in rows:
+        accuracy = _by_int(row["accuracy_per_task"])
+        per_task.append([row["variant"]] + [cell(accuracy.get(t)) for t in tasks])
     lines += _table("Mean accuracy (%) after each task:", ["method", *tasks], per_task)
     per_class = []
     for row in rows:
         last = row["tasks_completed"]
         if last:
-            accuracy = {
-                int(c): a
-                for t, per in row["accuracy_per_class"].items()
-                if int(t) == last
-                for c, a in per.items()
-            }
+            accuracy = _by_int(_by_int(row["accuracy_per_class"])[last])
             per_class.append(
                 [row["variant"], str(last)] + [cell(accuracy.get(c)) for c in classes]
             )

@@ -11,7 +11,7 @@ import pytest
 from conftest import make_image_folder, write_svhn_files
 
 from keras_mergan import cli
-from keras_mergan.methods import ReplayAlignment
+from keras_mergan.methods import JointTrainingWithReplay, ReplayAlignment
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -140,7 +140,8 @@ def test_lambda_ra_defaults_to_the_papers_value_per_dataset(dataset, options, ex
 def test_one_replayed_batch_per_real_batch_by_default(options, expected):
     args = cli._build_parser().parse_args(["train", "--method=jtr", *options])
     assert (
-        cli._model_options(ReplayAlignment, args, "digits")["replay_batch"] == expected
+        cli._model_options(JointTrainingWithReplay, args, "digits")["replay_batch"]
+        == expected
     )
 
 
