@@ -228,6 +228,7 @@ def fit_tasks(
                 epochs=task + 1,
                 steps_per_epoch=stream.steps_per_task - start.step,
                 callbacks=[TaskSequence(part), *callbacks, checkpoint],
+                shuffle=False,
                 verbose=verbose,
             )
             task += 1
@@ -239,6 +240,7 @@ def fit_tasks(
                 epochs=stream.num_tasks,
                 steps_per_epoch=stream.steps_per_task,
                 callbacks=[TaskSequence(rest), *callbacks, checkpoint],
+                shuffle=False,
                 verbose=verbose,
             )
     shutil.rmtree(folder, ignore_errors=True)

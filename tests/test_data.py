@@ -9,15 +9,9 @@ from PIL import Image
 
 from keras_mergan.data import (
     DatasetError,
-    ImageDataset,
     load_dataset,
     resolve_categories,
 )
-
-
-@pytest.fixture(scope="module")
-def digits() -> ImageDataset:
-    return load_dataset("digits")
 
 
 def test_builtin_digits(digits):

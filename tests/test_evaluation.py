@@ -1,114 +1,44 @@
 """Tests of keras_mergan.evaluation, the accuracy curve of RunRecorder and the CLI.
 
-A tiny run (width-8 DCGAN, digits 0 then 1, two iterations per task) is
-trained once per module with an untrained evaluator: the scores are
-meaningless but fully determined, which is what these tests need.
+They read the tiny run of conftest (`tiny_run`): scores that are meaningless
+but fully determined, which is what these tests need.
 """
 
-import atexit
 import csv
-import functools
 import json
 import shutil
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_gan
+from conftest import TINY_RUN_SAMPLES, TINY_RUN_STEPS, TINY_RUN_TASKS, tiny_gan
 
 from keras_mergan import cli
-from keras_mergan.data import load_dataset
 from keras_mergan.evaluation import (
     evaluate_run,
     format_accuracy_table,
     format_evaluation,
     reverse_accuracy,
 )
-from keras_mergan.evaluator import Evaluator, build_classifier
-from keras_mergan.resume import fit_tasks
+from keras_mergan.evaluator import Evaluator
 from keras_mergan.run import ACCURACY_CURVE, RunRecorder, read_accuracy_curve
 from keras_mergan.tasks import TaskStream
 
-TASKS = [[0], [1]]
-STEPS = 2
-EVAL_SAMPLES = 8
-
-
-@functools.cache
-def digits():
-    return load_dataset("digits")
-
-
-@functools.cache
-def tiny_evaluator():
-    """The evaluator architecture, untrained: deterministic features and labels."""
-    dataset = digits()
-    classifier = build_classifier(dataset.image_shape, dataset.num_classes, seed=0)
-    return Evaluator(classifier, dataset.class_names)
-
-
-@functools.cache
-def tiny_run() -> Path:
-    """One tiny run per test session, shared with test_plots (read-only)."""
-    run_dir = Path(tempfile.mkdtemp(prefix="keras_mergan_tiny_run_"))
-    atexit.register(shutil.rmtree, run_dir, True)
-    return build_tiny_run(run_dir, digits(), tiny_evaluator())
-
-
-def build_tiny_run(run_dir, dataset, evaluator):
-    """Train 2 tasks x 2 iterations as `keras-mergan train` does, into run_dir."""
-    gan = tiny_gan(num_classes=dataset.num_classes, n_critic=1)
-    stream = TaskStream(
-        dataset.x_train, dataset.y_train, TASKS, STEPS, batch_size=4, n_critic=1
-    )
-    info = {
-        "method": "sft",
-        "dataset": "digits",
-        "class_names": list(dataset.class_names),
-        "tasks": TASKS,
-        "latent_dim": gan.latent_dim,
-        "image_shape": list(dataset.image_shape),
-        "iters_per_task": STEPS,
-    }
-    recorder = RunRecorder(
-        run_dir,
-        stream,
-        info,
-        evaluator,
-        EVAL_SAMPLES,
-        grid_columns=2,
-        eval_every=1,
-    )
-    fit_tasks(gan, stream, run_dir, [recorder], checkpoint_every=0, verbose=0)
-    return run_dir
-
 
 @pytest.fixture(scope="module")
-def dataset():
-    return digits()
-
-
-@pytest.fixture(scope="module")
-def evaluator():
-    return tiny_evaluator()
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tiny_run, tmp_path_factory):
     # a copy: the tests below write evaluation.json into it
-    return shutil.copytree(tiny_run(), tmp_path_factory.mktemp("run") / "run")
+    return shutil.copytree(tiny_run, tmp_path_factory.mktemp("run") / "run")
 
 
 @pytest.fixture(scope="module")
-def report(run_dir, dataset, evaluator):
+def report(run_dir, digits, untrained_evaluator):
     return evaluate_run(
         run_dir,
-        samples=EVAL_SAMPLES,
+        samples=TINY_RUN_SAMPLES,
         reverse=True,
         reverse_epochs=1,
-        evaluator=evaluator,
-        dataset=dataset,
+        evaluator=untrained_evaluator,
+        dataset=digits,
     )
 
 
@@ -138,7 +68,8 @@ def test_accuracy_curve_every_iteration(run_dir):
             (point,) = [
                 p
                 for p in curve
-                if p["iteration"] == number * STEPS and p["class"] == int(label)
+                if p["iteration"] == number * TINY_RUN_STEPS
+                and p["class"] == int(label)
             ]
             assert point["accuracy"] == pytest.approx(value, abs=1e-6)
 
@@ -158,7 +89,9 @@ def test_curve_falls_back_to_task_ends(run_dir, tmp_path):
 def test_resumed_recorder_drops_rows_past_the_resume_point(run_dir, tmp_path):
     copy = shutil.copytree(run_dir, tmp_path / "run")
     info = json.loads((copy / "run.json").read_text())
-    stream = TaskStream(np.zeros((2, 32, 32, 1)), np.arange(2), TASKS, STEPS)
+    stream = TaskStream(
+        np.zeros((2, 32, 32, 1)), np.arange(2), TINY_RUN_TASKS, TINY_RUN_STEPS
+    )
     recorder = RunRecorder(copy, stream, info, evaluator=object(), eval_every=1)
     recorder.set_model(tiny_gan(num_classes=10))
     recorder.set_params({"steps": 1, "epochs": 2})  # resumed at task 2, step 1
@@ -169,14 +102,16 @@ def test_resumed_recorder_drops_rows_past_the_resume_point(run_dir, tmp_path):
 
 
 def test_eval_every_needs_an_evaluator(tmp_path):
-    stream = TaskStream(np.zeros((2, 32, 32, 1)), np.arange(2), TASKS, STEPS)
+    stream = TaskStream(
+        np.zeros((2, 32, 32, 1)), np.arange(2), TINY_RUN_TASKS, TINY_RUN_STEPS
+    )
     with pytest.raises(ValueError, match="evaluator"):
         RunRecorder(tmp_path, stream, {}, evaluator=None, eval_every=5)
 
 
 def test_report(run_dir, report):
     assert json.loads((run_dir / "evaluation.json").read_text()) == report
-    assert report["samples_per_class"] == EVAL_SAMPLES
+    assert report["samples_per_class"] == TINY_RUN_SAMPLES
     assert [row["task"] for row in report["tasks"]] == [1, 2]
     first, second = report["tasks"]
     assert first["seen_classes"] == [0] and second["seen_classes"] == [0, 1]
@@ -193,24 +128,24 @@ def test_report(run_dir, report):
     assert 0.0 <= second["reverse_accuracy"] <= 1.0
 
 
-def test_task_selection_and_errors(run_dir, dataset, evaluator, tmp_path):
-    options = dict(samples=4, fid=False, evaluator=evaluator, dataset=dataset)
+def test_task_selection_and_errors(run_dir, digits, untrained_evaluator, tmp_path):
+    options = dict(samples=4, fid=False, evaluator=untrained_evaluator, dataset=digits)
     with pytest.raises(ValueError, match=r"tasks \[3\]"):
         evaluate_run(run_dir, tasks=[3], **options)
     with pytest.raises(FileNotFoundError, match="run.json"):
-        evaluate_run(tmp_path, samples=4, evaluator=evaluator)
+        evaluate_run(tmp_path, samples=4, evaluator=untrained_evaluator)
 
 
-def test_reverse_accuracy_of_real_images_is_high(dataset):
-    train = np.isin(dataset.y_train, [3, 7])
-    test = np.isin(dataset.y_test, [3, 7])
-    x, y = dataset.x_train[train], dataset.y_train[train]
-    x_test, y_test = dataset.x_test[test], dataset.y_test[test]
+def test_reverse_accuracy_of_real_images_is_high(digits):
+    train = np.isin(digits.y_train, [3, 7])
+    test = np.isin(digits.y_test, [3, 7])
+    x, y = digits.x_train[train], digits.y_train[train]
+    x_test, y_test = digits.x_test[test], digits.y_test[test]
     assert reverse_accuracy(x, y, x_test, y_test, epochs=2) >= 0.9
     swapped = np.where(y == 3, 7, 3)  # "generated" 3s that look like 7s
     assert reverse_accuracy(x, swapped, x_test, y_test, epochs=2) <= 0.1
     with pytest.raises(ValueError, match="test_labels"):
-        reverse_accuracy(x, y, dataset.x_test[:5], np.full(5, 9), epochs=1)
+        reverse_accuracy(x, y, digits.x_test[:5], np.full(5, 9), epochs=1)
 
 
 def test_tables(report, run_dir):
@@ -228,8 +163,8 @@ def test_tables(report, run_dir):
     assert plain.splitlines()[2].startswith("| 1 | ")
 
 
-def test_cli_evaluate(run_dir, evaluator, monkeypatch, capsys):
-    monkeypatch.setattr(Evaluator, "for_dataset", lambda *a, **k: evaluator)
+def test_cli_evaluate(run_dir, untrained_evaluator, monkeypatch, capsys):
+    monkeypatch.setattr(Evaluator, "for_dataset", lambda *a, **k: untrained_evaluator)
     argv = ["evaluate", str(run_dir), "--samples", "4", "--no-fid", "--tasks", "2"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out

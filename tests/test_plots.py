@@ -1,11 +1,10 @@
-"""Tests of keras_mergan.plots on a tiny two-task run (see test_evaluation)."""
+"""Tests of keras_mergan.plots on the tiny two-task run of conftest."""
 
 import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
-from test_evaluation import digits, tiny_evaluator, tiny_run
 
 from keras_mergan import cli
 from keras_mergan.evaluator import Evaluator
@@ -20,19 +19,9 @@ TSNE_SAMPLES = 20
 
 
 @pytest.fixture(scope="module")
-def dataset():
-    return digits()
-
-
-@pytest.fixture(scope="module")
-def evaluator():
-    return tiny_evaluator()
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tiny_run, tmp_path_factory):
     # a copy: the tests below write plots/ into it
-    return shutil.copytree(tiny_run(), tmp_path_factory.mktemp("run") / "run")
+    return shutil.copytree(tiny_run, tmp_path_factory.mktemp("run") / "run")
 
 
 def _assert_figure(path, min_width=300, min_height=150):
@@ -69,8 +58,10 @@ def test_grid_evolution_uses_the_same_z_for_every_task(run_dir):
                 assert np.abs(recorded - drawn).max() <= 1
 
 
-def test_tsne_checks_the_class_and_tasks(run_dir, dataset, evaluator, tmp_path):
-    options = dict(samples=TSNE_SAMPLES, evaluator=evaluator, dataset=dataset)
+def test_tsne_checks_the_class_and_tasks(
+    run_dir, digits, untrained_evaluator, tmp_path
+):
+    options = dict(samples=TSNE_SAMPLES, evaluator=untrained_evaluator, dataset=digits)
     path = plot_feature_tsne(run_dir, label=1, path=tmp_path / "t.png", **options)
     _assert_figure(path)
     with pytest.raises(ValueError, match="seen class 5"):
@@ -79,8 +70,10 @@ def test_tsne_checks_the_class_and_tasks(run_dir, dataset, evaluator, tmp_path):
         plot_feature_tsne(run_dir, label=1, tasks=[1], **options)
 
 
-def test_cli_plot_writes_the_three_figures(run_dir, evaluator, monkeypatch, capsys):
-    monkeypatch.setattr(Evaluator, "for_dataset", lambda *a, **k: evaluator)
+def test_cli_plot_writes_the_three_figures(
+    run_dir, untrained_evaluator, monkeypatch, capsys
+):
+    monkeypatch.setattr(Evaluator, "for_dataset", lambda *a, **k: untrained_evaluator)
     argv = ["plot", str(run_dir), "--tsne-samples", str(TSNE_SAMPLES)]
     assert cli.main(argv) == 0
     assert "Plots: " in capsys.readouterr().out
