@@ -31,8 +31,11 @@ package's defaults). The ``-short`` variants are settings meant for budgets
 far below the paper's, reported beside them: a linear learning-rate warm-up
 over each task's first 100 iterations (a fresh Adam's first steps are where a
 short task forgets most), RA's alignment weighed as a per-pixel mean squared
-error that does not fade with the number of old classes, and JTR's old
-classes weighing together as much as the new one.
+error that does not fade with the number of old classes, JTR's old
+classes weighing together as much as the new one, and EWC's lambda at 3e3
+for the package's per-sample Fisher: the paper's 1e9 belongs to the scale
+of its own Fisher estimate and, with this one, holds the generator at the
+first task's weights.
 """
 
 import argparse
@@ -97,6 +100,10 @@ VARIANTS = {
     "ra-short": (
         "ra",
         ["--method", "ra", *SHORT_BUDGET, "--ra-scaling", "mean", "--lambda-ra", "33"],
+    ),
+    "ewc-short": (
+        "ewc",
+        ["--method", "ewc", *SHORT_BUDGET, "--lambda-ewc", "3e3"],
     ),
 }
 
