@@ -23,6 +23,10 @@ Each submodule (`tensorflow`, `jax`, `torch`) provides:
   the replica count, the global batch, and a mean over replicas, for engines
   that run one step per replica (TF's MirroredStrategy); identities where
   one program spans every device.
+- `replica_share(x, axis)`: the part of a batch-sized `x` (split along
+  `axis`) that this replica computes: its contiguous share under
+  MirroredStrategy, `x` laid out over the devices under JAX's
+  `DataParallel`, all of `x` on one device.
 """
 
 import importlib

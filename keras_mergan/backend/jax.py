@@ -146,6 +146,20 @@ def replica():
     return 0, 1
 
 
+def replica_share(x, axis=0):
+    # Without a layout, XLA's sharding propagation cannot split a batch that
+    # the step reshaped (n_critic critic batches cut from one global batch,
+    # noise drawn inside the step) and runs it whole on every device.
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return x
+    axes = [None] * len(x.shape)
+    axes[axis] = distribution.batch_dim_name
+    return keras.distribution.distribute_tensor(
+        x, keras.distribution.TensorLayout(axes, distribution.device_mesh)
+    )
+
+
 def all_gather(x):
     return x
 

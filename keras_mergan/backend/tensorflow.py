@@ -64,6 +64,17 @@ def all_gather(x):
     return tf.reshape(gathered, [-1, *x.shape[1:]])  # all_gather drops the shape
 
 
+def replica_share(x, axis=0):
+    """This replica's contiguous share of `x` along `axis`; all of it on one."""
+    index, count = replica()
+    if count == 1:
+        return x
+    shape = tuple(x.shape)
+    return tf.gather(
+        tf.reshape(x, shape[:axis] + (count, -1) + shape[axis + 1 :]), index, axis=axis
+    )
+
+
 def replica_mean(x):
     """The mean of `x` over replicas (synchronised batch statistics)."""
     if replica()[1] == 1:

@@ -45,6 +45,10 @@ def all_gather(x):
     return x
 
 
+def replica_share(x, axis=0):
+    return x
+
+
 def replica_mean(x):
     return x
 

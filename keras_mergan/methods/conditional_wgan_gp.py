@@ -153,7 +153,7 @@ class ConditionalWGANGP(keras.Model):
         """z ~ N(0, I) for `n` samples of this replica's share of the batch."""
         count = training_backend().replica()[1]
         z = keras.random.normal((n * count, self.latent_dim), seed=self.seed_generator)
-        return _replica_share(z)
+        return training_backend().replica_share(z)
 
     def critic_penalties(self, real_images, labels) -> dict:
         """Extra critic loss terms of a method, by name; none for the base."""
@@ -173,7 +173,8 @@ class ConditionalWGANGP(keras.Model):
         images, labels = (backend.all_gather(x) for x in data)
         images = ops.reshape(images, (self.n_critic, -1) + tuple(images.shape[1:]))
         labels = ops.reshape(ops.cast(labels, "int32"), (self.n_critic, -1))
-        images, labels = _replica_share(images, axis=1), _replica_share(labels, axis=1)
+        images = backend.replica_share(images, axis=1)
+        labels = backend.replica_share(labels, axis=1)
         for i in range(self.n_critic):
             critic_loss, critic_terms = backend.minimize(
                 lambda i=i: self._critic_loss(images[i], labels[i]),
@@ -197,9 +198,11 @@ class ConditionalWGANGP(keras.Model):
         fake_images = ops.stop_gradient(
             self.generator([self.sample_latent(n), labels], training=True)
         )
-        count = training_backend().replica()[1]
-        alpha = keras.random.uniform((n * count,), seed=self.seed_generator)
-        alpha = _replica_share(alpha)
+        backend = training_backend()
+        alpha = keras.random.uniform(
+            (n * backend.replica()[1],), seed=self.seed_generator
+        )
+        alpha = backend.replica_share(alpha)
         real_scores, real_logits = self.critic(real_images, training=True)
         fake_scores, _ = self.critic(fake_images, training=True)
         input_gradients = training_backend().input_gradient(
@@ -261,14 +264,3 @@ class ConditionalWGANGP(keras.Model):
                 config[key], custom_objects=custom_objects
             )
         return cls(**config)
-
-
-def _replica_share(x, axis=0):
-    """This replica's contiguous share of `x` along `axis`; all of it on one."""
-    index, count = training_backend().replica()
-    if count == 1:
-        return x
-    shape = tuple(x.shape)
-    return ops.take(
-        ops.reshape(x, shape[:axis] + (count, -1) + shape[axis + 1 :]), index, axis
-    )
