@@ -27,15 +27,20 @@ beside the paper's Table 1. Results go to
 a method that did not reach task 5 or 10 shows "-" there.
 
 Variants named after a method use the paper's hyper-parameters (the
-package's defaults). The ``-short`` variants are settings meant for budgets
-far below the paper's, reported beside them: a linear learning-rate warm-up
-over each task's first 100 iterations (a fresh Adam's first steps are where a
-short task forgets most), RA's alignment weighed as a per-pixel mean squared
-error that does not fade with the number of old classes, JTR's old
-classes weighing together as much as the new one, and EWC's lambda at 3e3
-for the package's per-sample Fisher: the paper's 1e9 belongs to the scale
-of its own Fisher estimate and, with this one, holds the generator at the
-first task's weights.
+package's defaults). LT-GANs (``ltgan``) cannot be asked for a class, so
+its row has no accuracy; the table of unconditional replay reports gives,
+for it and DGR, the fraction of samples the evaluator confidently assigns to
+a seen class, the evaluator-feature FID against the seen classes' test
+images, DGR's solver accuracy and the LT-GAN student's NLL.
+
+The ``-short`` variants are settings meant for budgets far below the paper's,
+reported beside them: a linear learning-rate warm-up over each task's first
+100 iterations (a fresh Adam's first steps are where a short task forgets
+most), RA's alignment weighed as a per-pixel mean squared error that does not
+fade with the number of old classes, JTR's old classes weighing together as
+much as the new one, and EWC's lambda at 3e3 for the package's per-sample
+Fisher: the paper's 1e9 belongs to the scale of its own Fisher estimate and,
+with this one, holds the generator at the first task's weights.
 """
 
 import argparse
@@ -81,6 +86,17 @@ PAPER = {
     },
 }
 
+# Scores of the unconditional replay methods' task reports
+# (keras_mergan.unconditional), reported beside the accuracy table: LT-GANs
+# cannot be asked for a class, so they have no generated-image accuracy.
+REPLAY_REPORT = {
+    "seen_class_fraction": "seen-class samples (%)",
+    "fid": "FID",
+    "solver_accuracy": "solver accuracy (%)",
+    "student_nll": "student NLL (nats)",
+}
+PERCENT_SCORES = {"seen_class_fraction", "solver_accuracy"}
+
 # Benchmark variant -> (paper row, `keras-mergan train` arguments).
 # Settings of the "-short" variants that every method shares.
 SHORT_BUDGET = ["--warmup-iterations", "100"]
@@ -93,6 +109,7 @@ VARIANTS = {
     "jtr": ("jtr", ["--method", "jtr"]),
     "ra": ("ra", ["--method", "ra"]),
     "jtr+ra": (None, ["--method", "jtr+ra"]),
+    "ltgan": (None, ["--method", "ltgan"]),
     "jtr-short": (
         "jtr",
         ["--method", "jtr", *SHORT_BUDGET, "--replay-scaling", "mean"],
@@ -222,8 +239,8 @@ def collect(args, variant: str) -> dict:
     by_task = {}
     for path in sorted(out.glob("task_*/metrics.json")):
         metrics = json.loads(path.read_text())
-        if "mean_accuracy" in metrics:
-            by_task[metrics["task"]] = metrics
+        by_task[metrics["task"]] = metrics
+    scored = {t: m for t, m in by_task.items() if "mean_accuracy" in m}
     paper_row = VARIANTS[variant][0]
     paper = PAPER[args.benchmark]
     row = {
@@ -235,11 +252,16 @@ def collect(args, variant: str) -> dict:
         if paper_row in paper
         else None,
         "accuracy_per_task": {
-            task: 100 * m["mean_accuracy"] for task, m in sorted(by_task.items())
+            task: 100 * m["mean_accuracy"] for task, m in sorted(scored.items())
         },
         "accuracy_per_class": {
             task: {c: 100 * a for c, a in m["accuracy"].items()}
+            for task, m in sorted(scored.items())
+        },
+        "replay_report": {
+            task: {key: m[key] for key in REPLAY_REPORT if key in m}
             for task, m in sorted(by_task.items())
+            if REPLAY_REPORT.keys() & m.keys()
         },
         "seconds": sum(m["seconds"] for m in by_task.values()),
     }
@@ -322,9 +344,10 @@ def markdown(args, rows) -> str:
     lines += _table("Mean accuracy (%) after each task:", ["method", *tasks], per_task)
     per_class = []
     for row in rows:
-        last = row["tasks_completed"]
-        if last:
-            accuracy = _by_int(_by_int(row["accuracy_per_class"])[last])
+        by_task = _by_int(row["accuracy_per_class"])
+        if by_task:
+            last = max(by_task)
+            accuracy = _by_int(by_task[last])
             per_class.append(
                 [row["variant"], str(last)] + [cell(accuracy.get(c)) for c in classes]
             )
@@ -333,6 +356,29 @@ def markdown(args, rows) -> str:
         ["method", "task", *classes],
         per_class,
     )
+    reports = []
+    for row in rows:
+        for task, scores in _by_int(row.get("replay_report", {})).items():
+            reports.append(
+                [row["variant"], str(task)]
+                + [
+                    cell(
+                        scores[key] * (100 if key in PERCENT_SCORES else 1)
+                        if key in scores
+                        else None
+                    )
+                    for key in REPLAY_REPORT
+                ]
+            )
+    if reports:
+        lines += _table(
+            "Unconditional replay (DGR, LT-GANs) after each task: the evaluator's "
+            f"scores of {args.eval_samples} unconditional samples against the "
+            "seen classes, the solver's accuracy and the student's NLL on their "
+            "test images:",
+            ["method", "task", *REPLAY_REPORT.values()],
+            reports,
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,8 @@ which classes the evaluator sees in the generator's samples:
 - `seen_class_fraction`: fraction it assigns to a seen class with
   probability >= `confidence` (samples of forgotten or unseen classes and
   unrecognisable samples count against it);
+- `fid`: the Frechet distance between the evaluator features of the
+  samples and of the real test images of the seen classes;
 - `solver_accuracy` (DGR): the solver's accuracy on the real test images of
   the seen classes, the classifier-continual-learning score;
 - `student_nll` (LT-GANs with a student): the student VAE's NLL estimate
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mergan.metrics import feature_distance
 from keras_mergan.run import write_json
 from keras_mergan.sampling import fixed_latents
 
@@ -61,8 +64,10 @@ def task_report(
     report = {}
     if evaluator is not None:
         z = fixed_latents(samples, gan.latent_dim, seed)
-        report.update(
-            class_distribution(evaluator, gan.generate_unconditional(z), seen_classes)
+        generated = gan.generate_unconditional(z)
+        report.update(class_distribution(evaluator, generated, seen_classes))
+        report["fid"] = feature_distance(
+            evaluator.features(generated), evaluator.features(test_images[seen])
         )
     if hasattr(gan, "classify"):
         predicted = gan.classify(test_images[seen])

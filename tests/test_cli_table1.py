@@ -53,3 +53,21 @@ def test_a_report_keeps_the_variants_measured_by_earlier_runs(table1, tmp_path):
         results_file, [row("jtr-short", 3), row("sft", 4), row("ra-short", 0)]
     )
     assert rows == [row("sft", 4), row("jtr-short", 3), row("ra-short", 10)]
+
+
+def test_unconditional_runs_report_their_replay_scores(table1, tmp_path):
+    args = table1.parse_args(["--runs", str(tmp_path), "--methods", "ltgan,dgr"])
+    scores = {"seen_class_fraction": 0.5, "fid": 12.25, "student_nll": 80.0}
+    for task in (1, 2):
+        folder = table1.run_dir(args, "ltgan") / f"task_{task:02d}"
+        folder.mkdir(parents=True)
+        metrics = {"task": task, "seconds": 3.0, "losses": {}, **scores}
+        (folder / "metrics.json").write_text(table1.json.dumps(metrics))
+
+    row = table1.collect(args, "ltgan")
+    text = table1.markdown(args, [row, table1.collect(args, "dgr")])
+
+    assert row["tasks_completed"] == 2 and row["accuracy_per_task"] == {}
+    assert row["replay_report"][2] == scores
+    assert "| ltgan | - | - | - | - | 2 | 6 |" in text
+    assert "| ltgan | 2 | 50.00 | 12.25 | - | 80.00 |" in text
