@@ -57,6 +57,7 @@ def _parse_group(text: str, dataset) -> list[int]:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from keras_mergan.data import STREAM_ABOVE
     from keras_mergan.methods import METHODS
     from keras_mergan.methods.joint_replay import REPLAY_SCALINGS
     from keras_mergan.methods.replay_alignment import RA_SCALINGS
@@ -81,6 +82,13 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lambda-gp", type=float, default=10.0)
     train.add_argument("--lambda-cls", type=float, default=1.0)
     train.add_argument("--image-size", type=int, default=32)
+    train.add_argument(
+        "--stream-images",
+        action=argparse.BooleanOptionalAction,
+        help="folders: decode each batch from disk as it is drawn, in parallel "
+        "and ahead of the training step, instead of every image up front "
+        f"(default: for folders of more than {STREAM_ABOVE:,} images)",
+    )
     train.add_argument(
         "--replay-batch",
         type=int,
@@ -392,7 +400,7 @@ def train(args) -> Path:
 def _train(args) -> Path:
     import keras
 
-    from keras_mergan.data import load_dataset
+    from keras_mergan.data import ImageFiles, load_dataset
     from keras_mergan.distribution import training_devices
     from keras_mergan.evaluator import Evaluator
     from keras_mergan.methods import METHODS
@@ -410,7 +418,9 @@ def _train(args) -> Path:
         )
     args.width = args.width or DEFAULT_WIDTHS[args.architecture]
     method = METHODS[args.method]
-    dataset = load_dataset(args.dataset, image_size=args.image_size)
+    dataset = load_dataset(
+        args.dataset, image_size=args.image_size, stream=args.stream_images
+    )
     tasks = parse_tasks(args.tasks, dataset, args.classes_per_task)
     training_tasks = cumulative_tasks(tasks) if method.cumulative else tasks
     run_dir = args.out or Path("runs") / f"{args.method}-{Path(args.dataset).stem}"
@@ -422,6 +432,8 @@ def _train(args) -> Path:
         batch_size=args.batch_size,
         n_critic=args.n_critic,
         seed=args.seed,
+        # Streamed images: batches are decoded in threads while the step runs.
+        workers=2 if isinstance(dataset.x_train, ImageFiles) else 1,
     )
     keras.utils.set_random_seed(args.seed)
     model_class = method.model_class

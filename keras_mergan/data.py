@@ -31,10 +31,12 @@ uses only numpy and Pillow, so it works under every Keras backend.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.resources
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,7 @@ from PIL import Image, UnidentifiedImageError
 __all__ = [
     "DatasetError",
     "ImageDataset",
+    "ImageFiles",
     "load_dataset",
     "resolve_categories",
     "BUILTIN_SOURCES",
@@ -52,6 +55,8 @@ __all__ = [
 BUILTIN_SOURCES = ("digits", "mnist")
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
+# Folders with more images than this are decoded batch by batch, not up front.
+STREAM_ABOVE = 50_000
 _GRAYSCALE_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
@@ -70,9 +75,11 @@ class ImageDataset:
     Attributes:
         name: short name of the source (``"digits"``, ``"mnist"``, file stem
             or folder name).
-        x_train: float32 ``[N, S, S, C]`` in ``[-1, 1]``.
+        x_train: float32 ``[N, S, S, C]`` in ``[-1, 1]``: an array, or an
+            :class:`ImageFiles` that decodes the images it is indexed with.
         y_train: int32 ``[N]`` in ``[0, num_classes)``.
-        x_test: float32 ``[M, S, S, C]`` in ``[-1, 1]`` (``M`` may be 0).
+        x_test: float32 ``[M, S, S, C]`` in ``[-1, 1]`` (``M`` may be 0),
+            like ``x_train``.
         y_test: int32 ``[M]``.
         class_names: one name per class index.
 
@@ -126,11 +133,18 @@ class ImageDataset:
         return int(self.x_train.shape[-1])
 
     def fingerprint(self) -> str:
-        """A hex digest of the name, shapes, class names and pixel/label data."""
+        """A hex digest of the name, shapes, class names and pixel/label data.
+
+        Streamed images (:class:`ImageFiles`) count by their files' names,
+        sizes and modification times rather than by decoding all of them.
+        """
         h = hashlib.sha256()
         h.update(self.name.encode())
         h.update(repr(self.class_names).encode())
         for a in (self.x_train, self.y_train, self.x_test, self.y_test):
+            if isinstance(a, ImageFiles):
+                h.update(a.signature().encode())
+                continue
             a = np.ascontiguousarray(a)
             h.update(f"{a.dtype.str}{a.shape}".encode())
             h.update(memoryview(a).cast("B"))
@@ -155,6 +169,7 @@ def load_dataset(
     channels: int | None = None,
     test_fraction: float = 0.1,
     seed: int = 0,
+    stream: bool | None = None,
 ) -> ImageDataset:
     """Load a labelled image dataset, resized to ``image_size`` and in [-1, 1].
 
@@ -169,6 +184,11 @@ def load_dataset(
             the test split (``0 <= test_fraction < 1``). Ignored for sources
             that come with their own test split.
         seed: seed of the folder train/test split.
+        stream: for folders, keep the images on disk as :class:`ImageFiles`
+            that decode each batch when it is drawn (in parallel threads),
+            instead of decoding every image into memory up front. ``None``:
+            stream folders of more than ``STREAM_ABOVE`` images (LSUN's
+            categories hold millions).
 
     Returns:
         An :class:`ImageDataset`.
@@ -214,7 +234,9 @@ def load_dataset(
     if path.suffix.lower() == ".mat" or (path / _SVHN_FILES[0]).is_file():
         return _load_svhn(path, image_size, channels)
     if path.is_dir():
-        return _load_folder(path, image_size, channels, float(test_fraction), seed)
+        return _load_folder(
+            path, image_size, channels, float(test_fraction), seed, stream
+        )
     if path.suffix.lower() == ".npz":
         return _load_npz(path, path.stem, image_size, channels)
     raise DatasetError(
@@ -512,6 +534,7 @@ def _load_folder(
     channels: int | None,
     test_fraction: float,
     seed: int,
+    stream: bool | None,
 ) -> ImageDataset:
     class_dirs = sorted(
         p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
@@ -549,29 +572,107 @@ def _load_folder(
     mode = "L" if channels == 1 else "RGB"
 
     rng = np.random.default_rng(seed)
-    xs: dict[str, list[np.ndarray]] = {"train": [], "test": []}
+    paths: dict[str, list[Path]] = {"train": [], "test": []}
     ys: dict[str, list[int]] = {"train": [], "test": []}
     for label, files in enumerate(files_per_class):
-        images = np.stack([_read_resized(f, image_size, mode) for f in files])
         n_test = min(int(round(len(files) * test_fraction)), len(files) - 1)
         perm = rng.permutation(len(files))
         test_idx, train_idx = np.sort(perm[:n_test]), np.sort(perm[n_test:])
-        xs["train"].append(images[train_idx])
-        xs["test"].append(images[test_idx])
+        paths["train"] += [files[i] for i in train_idx]
+        paths["test"] += [files[i] for i in test_idx]
         ys["train"] += [label] * len(train_idx)
         ys["test"] += [label] * len(test_idx)
+    if stream is None:
+        stream = sum(len(files) for files in files_per_class) > STREAM_ABOVE
 
-    def stack(split: str) -> np.ndarray:
-        return _to_float(np.concatenate(xs[split]))
+    def images(split: str) -> np.ndarray | ImageFiles:
+        files = ImageFiles(paths[split], image_size, channels)
+        return files if stream else files[:]
 
     return ImageDataset(
         name=folder.resolve().name,
-        x_train=stack("train"),
+        x_train=images("train"),
         y_train=np.asarray(ys["train"], np.int32),
-        x_test=stack("test"),
+        x_test=images("test"),
         y_test=np.asarray(ys["test"], np.int32),
         class_names=tuple(d.name for d in class_dirs),
     )
+
+
+class ImageFiles:
+    """Image files read as a float32 array ``[N, S, S, C]`` in ``[-1, 1]``.
+
+    Nothing is decoded until the object is indexed; then the selected files
+    are decoded, center-cropped and resized (as :func:`load_dataset` does)
+    in a pool of threads, one per CPU, since Pillow releases the GIL while it
+    decodes and resizes. Indexing takes what NumPy's first axis takes: an
+    int, a slice, an int array or a boolean mask. Handed to `TaskStream`
+    with ``workers > 1``, batches are decoded ahead of the training step.
+
+    Args:
+        paths: the image files, one per row.
+        image_size: side of the square images.
+        channels: 1 (grayscale) or 3 (RGB).
+
+    Example:
+        >>> files = ImageFiles(["a.png", "b.jpg"], image_size=64, channels=3)
+        >>> files.shape
+        (2, 64, 64, 3)
+        >>> # files[[1]] decodes b.jpg: float32 [1, 64, 64, 3]
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 4
+
+    def __init__(
+        self, paths: Sequence[str | os.PathLike], image_size: int, channels: int
+    ):
+        if channels not in (1, 3):
+            raise DatasetError(f"channels must be 1 or 3, got {channels!r}")
+        self.paths = [Path(p) for p in paths]
+        self.image_size = int(image_size)
+        self.channels = int(channels)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.paths), self.image_size, self.image_size, self.channels)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows = np.arange(len(self.paths))[key]
+        mode = "L" if self.channels == 1 else "RGB"
+        decoded = list(
+            _decoding_threads().map(
+                lambda i: _read_resized(self.paths[i], self.image_size, mode),
+                np.atleast_1d(rows).tolist(),
+            )
+        )
+        images = _to_float(
+            np.stack(decoded) if decoded else np.zeros((0, *self.shape[1:]), np.uint8)
+        )
+        return images[0] if np.ndim(rows) == 0 else images
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        images = self[:]
+        return images if dtype is None else images.astype(dtype)
+
+    def signature(self) -> str:
+        """The files' names, sizes and modification times, and the output shape."""
+        h = hashlib.sha256(repr(self.shape).encode())
+        for path in self.paths:
+            stat = path.stat()
+            h.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        return h.hexdigest()
+
+    def __repr__(self) -> str:
+        return f"ImageFiles({len(self)} files, shape={self.shape})"
+
+
+@functools.cache
+def _decoding_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="decode")
 
 
 def _read_resized(path: Path, size: int, mode: str) -> np.ndarray:

@@ -234,9 +234,11 @@ def plot_feature_tsne(
     if unseen:
         raise ValueError(f"tasks {unseen} did not generate class {label}")
     evaluator = evaluator or Evaluator.for_dataset(dataset)
-    real = dataset.x_test[dataset.y_test == label][:samples]
+    # Rows first: streamed images (ImageFiles) decode only what is indexed.
+    rows = np.flatnonzero(dataset.y_test == label)[:samples]
+    real = dataset.x_test[rows]
     if len(real) == 0:
-        real = dataset.x_train[dataset.y_train == label][:samples]
+        real = dataset.x_train[np.flatnonzero(dataset.y_train == label)[:samples]]
     groups = {"real": evaluator.features(real)}
     for number in tasks:
         gan, _ = load_task_gan(run_dir, number)

@@ -81,7 +81,7 @@ def test_devices_on_torch_or_beyond_those_present_is_a_clear_error(
 
 
 @wiring_test
-def test_resnet_trains_on_an_image_folder(tmp_path):
+def test_resnet_trains_on_an_image_folder_streamed_from_disk(tmp_path):
     # 16x16 (two residual blocks instead of 64x64's four) halves the graph to
     # trace; tests/test_resnet.py trains the 64x64 networks.
     folder = make_image_folder(tmp_path / "scenes", rgb=True)
@@ -93,6 +93,7 @@ def test_resnet_trains_on_an_image_folder(tmp_path):
         "--image-size=16",
         "--architecture=resnet",
         "--width=4",
+        "--stream-images",
         f"--out={out}",
     ]
     assert cli.main(command) == 0

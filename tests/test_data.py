@@ -7,11 +7,14 @@ import pytest
 from conftest import make_image_folder, save_image, write_svhn_files
 from PIL import Image
 
+from keras_mergan import data
 from keras_mergan.data import (
     DatasetError,
+    ImageFiles,
     load_dataset,
     resolve_categories,
 )
+from keras_mergan.tasks import TaskStream
 
 
 def test_builtin_digits(digits):
@@ -107,6 +110,38 @@ def test_image_folder_rgb(tmp_path):
     np.testing.assert_array_equal(ds.x_test, again.x_test)
     other = load_dataset(str(root), image_size=16, test_fraction=0.4, seed=4)
     assert not np.array_equal(ds.x_test, other.x_test)
+
+
+def test_streamed_folder_decodes_what_is_indexed_as_loading_does(tmp_path):
+    root = make_image_folder(tmp_path / "scenes", rgb=True)
+    loaded = load_dataset(root, image_size=16, test_fraction=0.4, stream=False)
+    streamed = load_dataset(root, image_size=16, test_fraction=0.4, stream=True)
+    files = streamed.x_train
+    assert isinstance(files, ImageFiles) and isinstance(loaded.x_train, np.ndarray)
+    assert files.shape == loaded.x_train.shape and len(files) == 5
+    np.testing.assert_array_equal(np.asarray(files), loaded.x_train)
+    np.testing.assert_array_equal(streamed.x_test[:], loaded.x_test)
+    for key in (3, slice(1, 4), [4, 0, 4], np.arange(5) % 2 == 0):
+        np.testing.assert_array_equal(files[key], loaded.x_train[key])
+    assert files[[]].shape == (0, 16, 16, 3)
+    # Batches of the training stream, decoded ahead by two threads.
+    arrays = TaskStream(loaded.x_train, loaded.y_train, [[0], [1]], 3, 4, 2)
+    ahead = TaskStream(files, streamed.y_train, [[0], [1]], 3, 4, 2, workers=2)
+    for step in (0, 4):
+        np.testing.assert_array_equal(ahead[step][0], arrays[step][0])
+
+
+def test_streamed_fingerprint_follows_the_files_and_large_folders_stream(
+    tmp_path, monkeypatch
+):
+    root = make_image_folder(tmp_path / "scenes", rgb=True)
+    fingerprint = load_dataset(root, stream=True).fingerprint()
+    assert load_dataset(root, stream=True).fingerprint() == fingerprint
+    save_image(root / "kitchen" / "img0.png", np.zeros((9, 9, 3), np.uint8))
+    assert load_dataset(root, stream=True).fingerprint() != fingerprint
+    assert isinstance(load_dataset(root).x_train, np.ndarray)  # 8 images
+    monkeypatch.setattr(data, "STREAM_ABOVE", 7)
+    assert isinstance(load_dataset(root).x_train, ImageFiles)
 
 
 def test_image_folder_grayscale_default_and_forced(tmp_path):
