@@ -71,7 +71,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--dataset",
         default="digits",
         help="'digits' (built in), 'mnist', an .npz file, SVHN's "
-        "train_32x32.mat or a folder of category folders",
+        "train_32x32.mat or a folder of category folders; several joined with "
+        "'+' make each whole dataset one category (e.g. 'mnist+train_32x32.mat' "
+        "with --tasks mnist/svhn)",
     )
     train.add_argument("--tasks", help="e.g. '0-9', '0,1/2,3', 'bedroom/kitchen'")
     train.add_argument("--classes-per-task", type=int, default=1)

@@ -23,6 +23,9 @@ Sources understood by :func:`load_dataset`:
   subfolder name, sorted), holding images in any format Pillow reads
   (subfolders are searched recursively; files whose extension Pillow does not
   know are ignored). A fraction of each category becomes the test split.
+- several of the above joined with ``+`` (or a list of them): each whole
+  dataset becomes one category, named after it, so that each task can be a
+  dataset (as in Lifelong Twin GANs: MNIST, then SVHN, then Fashion-MNIST).
 
 Images are center-cropped to a square and resized with bilinear filtering
 (Pillow semantics, antialiased when shrinking) to ``image_size``. The module
@@ -164,7 +167,7 @@ class ImageDataset:
 
 
 def load_dataset(
-    source: str | os.PathLike,
+    source: str | os.PathLike | Sequence[str | os.PathLike],
     image_size: int = 32,
     channels: int | None = None,
     test_fraction: float = 0.1,
@@ -176,10 +179,12 @@ def load_dataset(
     Args:
         source: ``"digits"`` (built in), ``"mnist"`` (Keras download), a path to
             an ``.npz`` file in the Keras MNIST layout, or a path to a folder
-            with one subfolder of images per category.
+            with one subfolder of images per category; or several of them
+            (a list, or joined with ``+``), each whole dataset one category.
         image_size: side of the square output images.
         channels: 1 (grayscale) or 3 (RGB). ``None`` keeps the source's
-            channels; for a folder: 1 if every image is grayscale, else 3.
+            channels; for a folder: 1 if every image is grayscale, else 3;
+            for several sources: 3 if any of them is RGB.
         test_fraction: for folders, the fraction of each category held out as
             the test split (``0 <= test_fraction < 1``). Ignored for sources
             that come with their own test split.
@@ -188,7 +193,8 @@ def load_dataset(
             that decode each batch when it is drawn (in parallel threads),
             instead of decoding every image into memory up front. ``None``:
             stream folders of more than ``STREAM_ABOVE`` images (LSUN's
-            categories hold millions).
+            categories hold millions). Several sources are always decoded
+            into memory.
 
     Returns:
         An :class:`ImageDataset`.
@@ -213,6 +219,17 @@ def load_dataset(
         raise DatasetError(f"channels must be None, 1 or 3, got {channels!r}")
     if not 0.0 <= float(test_fraction) < 1.0:
         raise DatasetError(f"test_fraction must be in [0, 1), got {test_fraction!r}")
+
+    if isinstance(source, str) and "+" in source and not Path(source).exists():
+        source = source.split("+")
+    if isinstance(source, (list, tuple)):
+        if stream:
+            raise DatasetError("streaming reads one folder, not several sources")
+        parts = [
+            load_dataset(s, image_size, channels, test_fraction, seed, stream=False)
+            for s in source
+        ]
+        return _datasets_as_categories(parts, channels)
 
     if isinstance(source, str) and source in BUILTIN_SOURCES:
         if source == "digits":
@@ -242,6 +259,33 @@ def load_dataset(
     raise DatasetError(
         f"cannot load {path}: expected an .npz file or a folder with one subfolder "
         "per category"
+    )
+
+
+def _datasets_as_categories(
+    parts: Sequence[ImageDataset], channels: int | None
+) -> ImageDataset:
+    """One dataset whose category `i` is the whole of `parts[i]`."""
+    if len(parts) < 2:
+        raise DatasetError(f"joining datasets needs two or more, got {len(parts)}")
+    names = [part.name for part in parts]
+    if len(set(names)) < len(names):
+        raise DatasetError(f"each joined dataset must have its own name, got {names}")
+    channels = channels or max(part.channels for part in parts)
+
+    def joined(split: str) -> tuple[np.ndarray, np.ndarray]:
+        xs = [_convert_channels(getattr(p, f"x_{split}"), channels) for p in parts]
+        ys = [np.full(len(x), i, np.int32) for i, x in enumerate(xs)]
+        return np.concatenate(xs), np.concatenate(ys)
+
+    (x_train, y_train), (x_test, y_test) = joined("train"), joined("test")
+    return ImageDataset(
+        name="+".join(names),
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        class_names=tuple(names),
     )
 
 

@@ -144,6 +144,26 @@ def test_streamed_fingerprint_follows_the_files_and_large_folders_stream(
     assert isinstance(load_dataset(root).x_train, ImageFiles)
 
 
+def test_whole_datasets_join_as_categories(digits, tmp_path):
+    root = make_image_folder(tmp_path / "scenes", rgb=True)
+    scenes = load_dataset(root, test_fraction=0.4)
+    joined = load_dataset(f"digits+{root}", test_fraction=0.4)
+    assert joined.name == "digits+scenes"
+    assert joined.class_names == ("digits", "scenes")
+    assert joined.image_shape == (32, 32, 3)  # grayscale digits turned RGB
+    np.testing.assert_array_equal(np.bincount(joined.y_train), [6000, 5])
+    np.testing.assert_array_equal(np.bincount(joined.y_test), [1000, 3])
+    np.testing.assert_array_equal(joined.x_train[joined.y_train == 1], scenes.x_train)
+    first_digit = joined.x_train[0]
+    np.testing.assert_array_equal(first_digit[..., 2], digits.x_train[0][..., 0])
+    gray = load_dataset(["digits", root], channels=1)
+    assert gray.channels == 1 and gray.num_classes == 2
+    with pytest.raises(DatasetError, match="its own name"):
+        load_dataset("digits+digits")
+    with pytest.raises(DatasetError, match="one folder"):
+        load_dataset(["digits", root], stream=True)
+
+
 def test_image_folder_grayscale_default_and_forced(tmp_path):
     root = make_image_folder(tmp_path / "gray", rgb=False)
     ds = load_dataset(root, image_size=8, test_fraction=0.0)

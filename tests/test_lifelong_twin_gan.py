@@ -3,7 +3,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import numpy_copies, random_images, tiny_gan
+from conftest import make_image_folder, numpy_copies, random_images, tiny_gan
 
 from keras_mergan.cli import main
 from keras_mergan.data import load_dataset
@@ -157,8 +157,11 @@ def test_save_and_load_keep_twins_and_student(tmp_path):
     keras.config.backend() == "jax",
     reason="backend-neutral flow; XLA compiles each predict shape (~25 s)",
 )
-def test_cli_trains_ltgan_and_reports_the_student_nll(tmp_path):
-    argv = ["train", "--method", "ltgan", "--tasks", "0,1", "--width", "8"]
+def test_cli_trains_ltgan_on_whole_datasets_and_reports_the_student_nll(tmp_path):
+    # Each task is a whole dataset, as in the LT-GANs paper (MNIST, then SVHN).
+    scenes = make_image_folder(tmp_path / "scenes", rgb=True)
+    argv = ["train", "--method", "ltgan", "--dataset", f"digits+{scenes}"]
+    argv += ["--tasks", "digits/scenes", "--width", "8"]
     argv += ["--latent-dim", "16", "--iters-per-task", "2", "--batch-size", "8"]
     argv += ["--n-critic", "1", "--eval-samples", "0", "--verbose", "0"]
     argv += ["--student-beta", "4", "--out", str(tmp_path / "run")]
@@ -168,3 +171,5 @@ def test_cli_trains_ltgan_and_reports_the_student_nll(tmp_path):
     assert "accuracy" not in metrics  # unconditional: no per-class accuracy
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["model_config"]["student_beta"] == 4.0
+    assert run["class_names"] == ["digits", "scenes"] and run["tasks"] == [[0], [1]]
+    assert run["image_shape"] == [32, 32, 3]
