@@ -82,9 +82,10 @@ def markdown(rows: list[dict], meta: dict) -> str:
         f"{meta['iters']} iterations per timing, median of {meta['repeats']} "
         "timings (best beside it).",
         "",
-        f"Machine: {meta['cpus']} CPU(s), {meta['machine']}, shared with other "
-        f"jobs; load average {meta['load_before']} before, {meta['load_after']} "
-        f"after (`uptime`: {meta['uptime_before']}).",
+        f"Machine: {meta['cpus']} CPU(s), {meta['machine']}; load average "
+        f"{meta['load_before']} before, {meta['load_after']} after (`uptime`: "
+        f"{meta['uptime_before']}; the 1-minute average lags behind jobs that "
+        "stopped just before).",
         "",
         "| backend | devices | s/it | best s/it | it/s | ratio (median) "
         "| ratio (best) | target ratio | met? |",
