@@ -59,23 +59,30 @@ def task_report(
     samples: int = 1000,
     seed: int = 0,
 ) -> dict:
-    """The report of a DGR or LT-GANs model after a task (see the module doc)."""
-    seen = np.isin(test_labels, list(seen_classes))
+    """The report of a DGR or LT-GANs model after a task (see the module doc).
+
+    Scores on test images are left out when the seen classes have none (a
+    small folder's test split can be empty); the FID needs two of them.
+    """
+    seen = np.flatnonzero(np.isin(test_labels, list(seen_classes)))
+    real = test_images[seen]
     report = {}
     if evaluator is not None:
         z = fixed_latents(samples, gan.latent_dim, seed)
         generated = gan.generate_unconditional(z)
         report.update(class_distribution(evaluator, generated, seen_classes))
-        report["fid"] = feature_distance(
-            evaluator.features(generated), evaluator.features(test_images[seen])
-        )
+        if len(seen) >= 2:
+            report["fid"] = feature_distance(
+                evaluator.features(generated), evaluator.features(real)
+            )
+    if not len(seen):
+        return report
     if hasattr(gan, "classify"):
-        predicted = gan.classify(test_images[seen])
-        report["solver_accuracy"] = float(np.mean(predicted == test_labels[seen]))
-    if getattr(gan, "student", None) is not None:
-        report["student_nll"] = gan.student.negative_log_likelihood(
-            test_images[seen], seed=seed
+        report["solver_accuracy"] = float(
+            np.mean(gan.classify(real) == test_labels[seen])
         )
+    if getattr(gan, "student", None) is not None:
+        report["student_nll"] = gan.student.negative_log_likelihood(real, seed=seed)
     return report
 
 

@@ -104,6 +104,30 @@ def test_resnet_trains_on_an_image_folder_streamed_from_disk(tmp_path):
     assert gan.generator.get_layer("generator_block1_conv1").filters == 4
 
 
+@wiring_test
+@pytest.mark.parametrize("method", ["jtr+ra", "ewc", "dgr", "ltgan"])
+def test_every_kind_of_method_trains_the_resnet_over_two_tasks(method, tmp_path):
+    # Replay with alignment, a Fisher penalty, a solver, twin generators with
+    # a student: each part must build and train on the ResNet networks.
+    folder = make_image_folder(tmp_path / "scenes", rgb=True)
+    out = tmp_path / "run"
+    command = [
+        *TINY,
+        f"--method={method}",
+        f"--dataset={folder}",
+        "--tasks=bedroom/kitchen",
+        "--image-size=16",
+        "--architecture=resnet",
+        "--width=4",
+        "--fisher-samples=4",
+        f"--out={out}",
+    ]
+    assert cli.main(command) == 0
+    gan = keras.saving.load_model(out / "task_02" / "gan.keras")
+    assert gan.generator.get_layer("generator_block1_conv1").filters == 4
+    assert gan.generator.output.shape[1:] == (16, 16, 3)
+
+
 @pytest.mark.parametrize(
     "options, message",
     [

@@ -31,3 +31,23 @@ def test_report_scores_samples_against_the_seen_classes(digits, untrained_evalua
     assert 0.0 <= noisy["seen_class_fraction"] <= 1.0
     # Neither a solver nor a student: no scores of theirs.
     assert not {"solver_accuracy", "student_nll"} & set(faithful)
+
+
+def test_seen_classes_without_test_images_leave_those_scores_out(
+    digits, untrained_evaluator
+):
+    class Scholar(_FixedSamples):
+        def classify(self, images):
+            raise AssertionError("no test image of the seen classes to classify")
+
+    others = digits.y_test != 0
+    report = task_report(
+        Scholar(digits.x_test[:10]),
+        [0],
+        digits.x_test[others],
+        digits.y_test[others],
+        untrained_evaluator,
+        10,
+    )
+    assert 0.0 <= report["seen_class_fraction"] <= 1.0
+    assert not {"fid", "solver_accuracy"} & set(report)
