@@ -613,7 +613,6 @@ def _load_folder(
                     break
             if channels == 3:
                 break
-    mode = "L" if channels == 1 else "RGB"
 
     rng = np.random.default_rng(seed)
     paths: dict[str, list[Path]] = {"train": [], "test": []}
