@@ -21,8 +21,13 @@ TINY_RUN_SAMPLES = 8
 
 
 def tiny_gan(model_class=ConditionalWGANGP, num_classes=3, channels=1, **kwargs):
-    """A DCGAN-32 of width 8 and 16-dim z: the real architecture, small and fast."""
+    """A DCGAN-32 of width 8 and 16-dim z: the real architecture, small and fast.
+
+    Two critic updates per step keep the per-critic-batch logic under test
+    while tracing and compiling (which unroll the critic loop) stay short.
+    """
     kwargs.setdefault("latent_dim", 16)
+    kwargs.setdefault("n_critic", 2)
     kwargs.setdefault("seed", 0)
     gan = model_class(
         build_dcgan_generator(num_classes, channels, kwargs["latent_dim"], width=8),
