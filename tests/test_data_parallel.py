@@ -23,14 +23,19 @@ import json, sys
 import keras, numpy as np
 sys.path.insert(0, {tests!r})
 from conftest import random_images, tiny_gan
+from keras_mergan import methods
 from keras_mergan.distribution import data_parallel
 from keras_mergan.tasks import TaskSequence, TaskStream
 
+TASKS = {tasks!r}
+
 def train():
     keras.utils.set_random_seed(0)
-    gan = tiny_gan()
-    stream = TaskStream(random_images(80), np.arange(80) % 3, [[0, 1, 2]], 2, 8, 5)
-    history = gan.fit(stream, epochs=1, steps_per_epoch=2,
+    gan = tiny_gan(getattr(methods, {model_class!r}))
+    stream = TaskStream(
+        random_images(80), np.arange(80) % 3, TASKS, 2, 8, gan.n_critic
+    )
+    history = gan.fit(stream, epochs=len(TASKS), steps_per_epoch=2,
                       callbacks=[TaskSequence(stream)], verbose=0)
     z = np.random.default_rng(1).standard_normal((6, 16)).astype("float32")
     images = gan.generate(z, np.array([0, 1, 2, 0, 1, 2]))
@@ -51,14 +56,34 @@ print("RESULT " + json.dumps({{
 @pytest.mark.skipif(
     keras.config.backend() == "torch", reason="no Keras data-parallel engine"
 )
-def test_two_devices_match_one_device():
+@pytest.mark.parametrize(
+    "model_class, tasks",
+    [
+        ("ConditionalWGANGP", [[0, 1, 2]]),
+        # The second task mixes replays into every critic batch, which each
+        # TensorFlow replica does on its own share (JAX runs one program over
+        # the global batch, as on one device).
+        pytest.param(
+            "DeepGenerativeReplay",
+            [[0, 1], [2]],
+            marks=pytest.mark.skipif(
+                keras.config.backend() != "tensorflow", reason="TensorFlow replicas"
+            ),
+        ),
+    ],
+)
+def test_two_devices_match_one_device(model_class, tasks):
     env = dict(
         os.environ,
         XLA_FLAGS="--xla_force_host_platform_device_count=2",
         PYTHONPATH=str(TESTS.parent),
     )
     run = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(tests=str(TESTS))],
+        [
+            sys.executable,
+            "-c",
+            SCRIPT.format(tests=str(TESTS), model_class=model_class, tasks=tasks),
+        ],
         env=env,
         capture_output=True,
         text=True,

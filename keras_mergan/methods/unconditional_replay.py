@@ -97,18 +97,23 @@ class UnconditionalReplayGAN(ConditionalWGANGP):
         Rows of every critic batch from position `round(r * B)` on are
         replaced by the replay generator's images and `replay_targets`. The
         mix is a row mask over a full batch of replays, which keeps every
-        shape static on each backend.
+        shape static on each backend. Under data parallelism each replica
+        mixes its share exactly as one device mixes those rows.
         """
         labels = ops.cast(labels, "int32")
         if self.real_fraction() >= 1.0:
             return images, labels
         n = ops.shape(images)[0]
-        z = keras.random.normal((n, self.latent_dim), seed=self.seed_generator)
         replayed = ops.stop_gradient(
-            self.replay_generator([z, ops.zeros((n,), "int32")], training=False)
+            self.replay_generator(
+                [self.sample_latent(n), ops.zeros((n,), "int32")], training=False
+            )
         )
-        batch_size = n // self.n_critic
-        position = ops.arange(n) % batch_size
+        # A replica holds a contiguous share of the global batch, whose
+        # critic batches the base step cuts: positions count from its start.
+        index, count = training_backend().replica()
+        batch_size = n * count // self.n_critic
+        position = (index * n + ops.arange(n)) % batch_size
         real_count = ops.round(self.real_fraction() * ops.cast(batch_size, "float32"))
         is_real = ops.cast(position, "float32") < real_count
         mask = ops.reshape(is_real, (-1,) + (1,) * (len(images.shape) - 1))
