@@ -263,6 +263,11 @@ def collect(args, variant: str) -> dict:
             for task, m in sorted(by_task.items())
             if REPLAY_REPORT.keys() & m.keys()
         },
+        "sample_classes": {
+            task: m["generated_classes"]
+            for task, m in sorted(by_task.items())
+            if "generated_classes" in m
+        },
         "seconds": sum(m["seconds"] for m in by_task.values()),
     }
     for task in (5, 10):
@@ -340,8 +345,12 @@ def markdown(args, rows) -> str:
     per_task = []
     for row in rows:
         accuracy = _by_int(row["accuracy_per_task"])
-        per_task.append([row["variant"]] + [cell(accuracy.get(t)) for t in tasks])
-    lines += _table("Mean accuracy (%) after each task:", ["method", *tasks], per_task)
+        if accuracy:
+            per_task.append([row["variant"]] + [cell(accuracy.get(t)) for t in tasks])
+    if per_task:
+        lines += _table(
+            "Mean accuracy (%) after each task:", ["method", *tasks], per_task
+        )
     per_class = []
     for row in rows:
         by_task = _by_int(row["accuracy_per_class"])
@@ -351,11 +360,12 @@ def markdown(args, rows) -> str:
             per_class.append(
                 [row["variant"], str(last)] + [cell(accuracy.get(c)) for c in classes]
             )
-    lines += _table(
-        "Accuracy (%) per class after the last finished task:",
-        ["method", "task", *classes],
-        per_class,
-    )
+    if per_class:
+        lines += _table(
+            "Accuracy (%) per class after the last finished task:",
+            ["method", "task", *classes],
+            per_class,
+        )
     reports = []
     for row in rows:
         for task, scores in _by_int(row.get("replay_report", {})).items():
@@ -378,6 +388,23 @@ def markdown(args, rows) -> str:
             "test images:",
             ["method", "task", *REPLAY_REPORT.values()],
             reports,
+        )
+    last_shares = {
+        row["variant"]: (max(by_task), _by_int(by_task[max(by_task)]))
+        for row in rows
+        if (by_task := _by_int(row.get("sample_classes", {})))
+    }
+    share_classes = sorted({c for _, share in last_shares.values() for c in share})
+    if last_shares:
+        lines += _table(
+            "Classes of the unconditional samples after the last finished task "
+            "(% of the samples the evaluator assigns to each class):",
+            ["method", "task", *share_classes],
+            [
+                [variant, str(task)]
+                + [cell(100 * share[c] if c in share else None) for c in share_classes]
+                for variant, (task, share) in last_shares.items()
+            ],
         )
     return "\n".join(lines) + "\n"
 

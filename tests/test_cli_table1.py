@@ -62,6 +62,7 @@ def test_unconditional_runs_report_their_replay_scores(table1, tmp_path):
         folder = table1.run_dir(args, "ltgan") / f"task_{task:02d}"
         folder.mkdir(parents=True)
         metrics = {"task": task, "seconds": 3.0, "losses": {}, **scores}
+        metrics["generated_classes"] = {"0": 0.25, "1": 0.5 / task}
         (folder / "metrics.json").write_text(table1.json.dumps(metrics))
 
     row = table1.collect(args, "ltgan")
@@ -71,3 +72,5 @@ def test_unconditional_runs_report_their_replay_scores(table1, tmp_path):
     assert row["replay_report"][2] == scores
     assert "| ltgan | - | - | - | - | 2 | 6 |" in text
     assert "| ltgan | 2 | 50.00 | 12.25 | - | 80.00 |" in text
+    assert "| ltgan | 2 | 25.00 | 25.00 |" in text
+    assert "Mean accuracy" not in text and "per class after" not in text
