@@ -60,16 +60,8 @@ print("RESULT " + json.dumps({{
     "model_class, tasks",
     [
         ("ConditionalWGANGP", [[0, 1, 2]]),
-        # The second task mixes replays into every critic batch, which each
-        # TensorFlow replica does on its own share (JAX runs one program over
-        # the global batch, as on one device).
-        pytest.param(
-            "DeepGenerativeReplay",
-            [[0, 1], [2]],
-            marks=pytest.mark.skipif(
-                keras.config.backend() != "tensorflow", reason="TensorFlow replicas"
-            ),
-        ),
+        # The second task mixes replays into every critic batch.
+        ("DeepGenerativeReplay", [[0, 1], [2]]),
     ],
 )
 def test_two_devices_match_one_device(model_class, tasks):
