@@ -4,12 +4,14 @@ Usage::
 
     python benchmarks/train_throughput.py                   # all backends
     python benchmarks/train_throughput.py --backends jax --iters 20
-    python benchmarks/train_throughput.py --implementations auto
+    python benchmarks/train_throughput.py --implementations auto,stock
+    python benchmarks/train_throughput.py --precisions bfloat16
 
 One iteration is one Keras ``fit`` step of ``ConditionalWGANGP``: 5 critic
 steps and 1 generator step at batch 64 (10 classes, 1 channel, 32x32), which
 consumes 5 * 64 random images in [-1, 1]. Each (backend, convolution
-implementation) runs in its own subprocess with ``KERAS_BACKEND`` set:
+implementation, precision) runs in its own subprocess with ``KERAS_BACKEND``
+set:
 ``--warmup`` iterations (tracing / compilation), then ``--repeats`` timed
 ``fit`` calls of ``--iters`` iterations each. The machine may be shared, so
 the median of the repeats is reported (s/it, it/s, GFLOP/s, target) with the
@@ -22,9 +24,15 @@ run (``conv_implementation`` of ``build_dcgan_generator`` /
 backend's own ops elsewhere), ``native`` (the backend's conv ops in the
 keras_mergan layers), ``matmul``, or ``stock``: the same architecture built
 from stock Keras layers (Conv2D, Conv2DTranspose, LeakyReLU), i.e. the model
-before the fast layers. The default ``auto,stock`` is an after/before
-comparison in one run. An implementation that resolves to one already
-measured for that backend is skipped.
+before the fast layers: ``auto,stock`` is an after/before comparison in one
+run (``auto`` alone by default). An implementation that resolves to one
+already measured for that backend is skipped.
+
+``--precisions`` (default ``float32,bfloat16``) builds the networks inside
+``keras_mergan.precision.precision_scope``: ``bfloat16`` is Keras'
+``mixed_bfloat16`` policy with the package's float32 heads, batch-norm
+statistics and losses. "x float32" is a row's speed over the float32 row of
+the same backend and implementation, measured in the same run.
 
 FLOPs are counted analytically, not measured: 2 per multiply-add of the
 convolution and dense layers (useful work: the zero taps of the sub-pixel
@@ -42,8 +50,9 @@ generator and critic at batch 64 and F_G1, F_D1 those of their first layer:
   F_G1 (generator weight and data gradients) = 3 F_G - F_G1 + 2 F_D;
 - iteration: n_critic * critic step + generator step (about 52 GFLOP).
 
-Peak: the best of timed float32 2048x2048 matmuls (``keras.ops.matmul``) in
-the same backend and process. Writes ``benchmarks/results/
+Peak: the best of timed 2048x2048 matmuls (``keras.ops.matmul``) in the
+row's precision, in the same backend and process; the float32 and bfloat16
+peaks are both reported. Writes ``benchmarks/results/
 train_throughput.json`` and ``.md``.
 """
 
@@ -71,6 +80,7 @@ STOCK_LAYERS = {
     "PenaltyLeakyReLU": "LeakyReLU",
 }
 TARGETS = {"tensorflow": 4.0, "jax": 2.0, "torch": 2.0}  # iterations per second
+PRECISIONS = ("float32", "bfloat16")
 BATCH, N_CRITIC = 64, 5
 # Architecture -> (classes, channels, image size, description). resnet64 is
 # WGAN-GP's 64x64 ResNet at its width 64, as for LSUN's 4 scene categories.
@@ -144,14 +154,18 @@ def _sync(x):
     return x
 
 
-def matmul_peak(size: int = 2048, calls: int = 5, repeats: int = 5) -> float:
-    """Best GFLOP/s of float32 `size` x `size` matmuls in the active backend."""
+def matmul_peak(
+    dtype: str = "float32", size: int = 2048, calls: int = 5, repeats: int = 5
+) -> float:
+    """Best GFLOP/s of `dtype` `size` x `size` matmuls in the active backend."""
     import keras
     import numpy as np
 
     rng = np.random.default_rng(0)
-    a = keras.ops.convert_to_tensor(rng.standard_normal((size, size), "float32"))
-    b = keras.ops.convert_to_tensor(rng.standard_normal((size, size), "float32"))
+    a, b = (
+        keras.ops.convert_to_tensor(rng.standard_normal((size, size)), dtype)
+        for _ in range(2)
+    )
     _sync(keras.ops.matmul(a, b))
     best = float("inf")
     for _ in range(repeats):
@@ -184,14 +198,20 @@ def build_networks(architecture: str, conv: str):
 
 
 def worker(
-    architecture: str, implementation: str, iters: int, warmup: int, repeats: int
+    architecture: str,
+    implementation: str,
+    precision: str,
+    iters: int,
+    warmup: int,
+    repeats: int,
 ) -> dict:
-    """Measures one (backend, implementation) in this process."""
+    """Measures one (backend, implementation, precision) in this process."""
     import keras
     import numpy as np
 
     from keras_mergan.backend import training_backend
     from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
+    from keras_mergan.precision import precision_scope
 
     backend = keras.config.backend()
     resolved = implementation
@@ -200,10 +220,11 @@ def worker(
         resolved = "matmul" if matmul else "native"
     keras.utils.set_random_seed(0)
     conv = "native" if implementation == "stock" else implementation
-    generator, critic = build_networks(architecture, conv)
+    with precision_scope(precision):
+        generator, critic = build_networks(architecture, conv)
+        if implementation == "stock":
+            generator, critic = stock_model(generator), stock_model(critic)
     num_classes, channels, size, _ = ARCHITECTURES[architecture]
-    if implementation == "stock":
-        generator, critic = stock_model(generator), stock_model(critic)
     gan = ConditionalWGANGP(generator, critic, n_critic=N_CRITIC, seed=0)
     gan.compile()
     per_step = N_CRITIC * BATCH
@@ -234,18 +255,23 @@ def worker(
         "architecture": architecture,
         "implementation": implementation,
         "resolved_implementation": resolved,
+        "precision": precision,
         "jit_compile": bool(gan.jit_compile),
         "warmup_s": warmup_s,
         "s_per_it": seconds,
         "median_s_per_it": statistics.median(seconds),
         "best_s_per_it": min(seconds),
         "flops": flops,
-        "peak_gflops": matmul_peak(),
+        "peak_gflops": matmul_peak(precision),
+        "peak_gflops_by_precision": {
+            dtype: matmul_peak(dtype) for dtype in PRECISIONS
+        },
     }
 
 
-def _row(result: dict) -> dict:
+def _row(result: dict, float32_median: float | None) -> dict:
     median, best = result["median_s_per_it"], result["best_s_per_it"]
+    peaks = result["peak_gflops_by_precision"]
     gflops = result["flops"]["iteration"] / median / 1e9
     target = TARGETS[result["backend"]] if result["architecture"] == "dcgan32" else None
     return {
@@ -255,11 +281,14 @@ def _row(result: dict) -> dict:
             if result["implementation"] == "auto"
             else result["implementation"]
         ),
+        "precision": result["precision"],
         "s/it": median,
         "best s/it": best,
         "it/s": 1 / median,
         "GFLOP/s": gflops,
-        "peak GFLOP/s": result["peak_gflops"],
+        "x float32": float32_median / median if float32_median else None,
+        "float32 peak GFLOP/s": peaks["float32"],
+        "bfloat16 peak GFLOP/s": peaks["bfloat16"],
         "% of peak": 100 * gflops / result["peak_gflops"],
         "target it/s": target,
         # A shared machine slows some timings down: say when only the best
@@ -286,21 +315,55 @@ def markdown(rows: list[dict], meta: dict) -> str:
         f"Machine: {meta['cpus']} CPU(s), {meta['machine']}; load average "
         f"{meta['load_before']} before, {meta['load_after']} after.",
         f"FLOPs per iteration (analytic, useful work): "
-        f"{meta['flops_per_iteration'] / 1e9:.1f} GFLOP; peak = best float32 "
-        "2048x2048 `keras.ops.matmul` in the same backend.",
+        f"{meta['flops_per_iteration'] / 1e9:.1f} GFLOP; peaks = best "
+        "2048x2048 `keras.ops.matmul` in float32 and in bfloat16, same backend "
+        "and process; % of peak is against the row's own precision; x float32 "
+        "is the speed over the same backend's float32 row.",
         "",
-        "| backend | convolutions | s/it | best s/it | it/s | GFLOP/s "
-        "| peak GFLOP/s | % of peak | target it/s | met? |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| backend | convolutions | precision | s/it | best s/it | it/s "
+        "| x float32 | GFLOP/s | float32 peak | bfloat16 peak | % of peak "
+        "| target it/s | met? |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
+        speedup = "-" if r["x float32"] is None else f"{r['x float32']:.2f}"
         lines.append(
-            f"| {r['backend']} | {r['implementation']} | {r['s/it']:.3f} "
-            f"| {r['best s/it']:.3f} | {r['it/s']:.2f} | {r['GFLOP/s']:.0f} "
-            f"| {r['peak GFLOP/s']:.0f} | {r['% of peak']:.0f} "
+            f"| {r['backend']} | {r['implementation']} | {r['precision']} "
+            f"| {r['s/it']:.3f} | {r['best s/it']:.3f} | {r['it/s']:.2f} "
+            f"| {speedup} | {r['GFLOP/s']:.0f} | {r['float32 peak GFLOP/s']:.0f} "
+            f"| {r['bfloat16 peak GFLOP/s']:.0f} | {r['% of peak']:.0f} "
             f"| {r['target it/s'] or '-'} | {r['met?']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _measure(backend: str, implementation: str, precision: str, args) -> dict:
+    """One case in a subprocess with `KERAS_BACKEND` set: the worker's result."""
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        implementation,
+        f"--worker-precision={precision}",
+        f"--architecture={args.architecture}",
+        f"--iters={args.iters}",
+        f"--warmup={args.warmup}",
+        f"--repeats={args.repeats}",
+    ]
+    case = f"{backend} / {implementation} / {precision}"
+    print(f"... {case}", file=sys.stderr, flush=True)
+    proc = subprocess.run(
+        command,
+        env=dict(os.environ, KERAS_BACKEND=backend),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"{case} failed")
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,19 +374,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--implementations",
-        default="auto,stock",
-        help="comma-separated: auto, native, matmul, stock (default: auto,stock)",
+        default="auto",
+        help="comma-separated: auto, native, matmul, stock (default: auto)",
+    )
+    parser.add_argument(
+        "--precisions",
+        default=",".join(PRECISIONS),
+        help="comma-separated: float32, bfloat16 (default: both)",
     )
     parser.add_argument("--iters", type=int, default=8, help="iterations per timing")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations")
     parser.add_argument("--repeats", type=int, default=5, help="timings per case")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-precision", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:  # in the subprocess, KERAS_BACKEND already set
         result = worker(
-            args.architecture, args.worker, args.iters, args.warmup, args.repeats
+            args.architecture,
+            args.worker,
+            args.worker_precision,
+            args.iters,
+            args.warmup,
+            args.repeats,
         )
         print("RESULT " + json.dumps(result))
         return 0
@@ -339,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in implementations:
         if name not in IMPLEMENTATIONS:
             parser.error(f"unknown implementation {name!r}")
+    precisions = [p for p in args.precisions.split(",") if p]
+    for name in precisions:
+        if name not in PRECISIONS:
+            parser.error(f"unknown precision {name!r}")
     load_before = round(os.getloadavg()[0], 2)
     results = []
     for backend in backends:
@@ -346,30 +424,20 @@ def main(argv: list[str] | None = None) -> int:
         for implementation in implementations:
             if implementation in done:
                 continue
-            env = dict(os.environ, KERAS_BACKEND=backend)
-            command = [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--worker",
-                implementation,
-                f"--architecture={args.architecture}",
-                f"--iters={args.iters}",
-                f"--warmup={args.warmup}",
-                f"--repeats={args.repeats}",
-            ]
-            print(f"... {backend} / {implementation}", file=sys.stderr, flush=True)
-            proc = subprocess.run(
-                command, env=env, cwd=ROOT, capture_output=True, text=True
-            )
-            lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-            if proc.returncode or not lines:
-                sys.stderr.write(proc.stderr[-4000:])
-                raise SystemExit(f"{backend} / {implementation} failed")
-            result = json.loads(lines[-1][len("RESULT ") :])
-            results.append(result)
+            for precision in precisions:
+                result = _measure(backend, implementation, precision, args)
+                results.append(result)
             # `auto` resolves to one of the others: do not measure it twice.
             done.update({implementation, result["resolved_implementation"]})
-    rows = [_row(r) for r in results]
+    float32_medians = {
+        (r["backend"], r["implementation"]): r["median_s_per_it"]
+        for r in results
+        if r["precision"] == "float32"
+    }
+    rows = [
+        _row(r, float32_medians.get((r["backend"], r["implementation"])))
+        for r in results
+    ]
     meta = {
         "architecture": args.architecture,
         "iters": args.iters,

@@ -81,17 +81,21 @@ def folded_tables(
 
 
 def fold_generator(generator: keras.Model) -> tuple[keras.Model, int]:
-    """A copy of ``generator`` for inference, conditional BN layers folded.
+    """A float32 copy of ``generator`` for inference, conditional BN layers folded.
 
-    Every other layer is shared with ``generator`` (same weights, no copy),
-    whatever its type, so the fold does not depend on how the upsampling
-    is implemented. Returns the new model and the number of folded layers.
+    Every other float32 layer is shared with ``generator`` (same weights, no
+    copy), whatever its type, so the fold does not depend on how the
+    upsampling is implemented. A layer trained under a mixed-precision policy
+    (float32 variables, bfloat16 compute) is rebuilt in float32 with the same
+    weights: exports always compute in float32. Returns the new model and the
+    number of folded layers.
 
     Example:
 
     >>> # inference, count = fold_generator(gan.generator)
     """
     folded = 0
+    rebuilt = []
 
     def clone(layer):
         nonlocal folded
@@ -99,7 +103,13 @@ def fold_generator(generator: keras.Model) -> tuple[keras.Model, int]:
             folded += 1
             scale, shift = folded_tables(layer)
             return FoldedConditionalBatchNorm(scale, shift, name=layer.name)
+        if layer.compute_dtype != "float32":
+            config = {**layer.get_config(), "dtype": "float32"}
+            rebuilt.append((layer, type(layer).from_config(config)))
+            return rebuilt[-1][1]
         return layer
 
     model = keras.models.clone_model(generator, clone_function=clone, recursive=True)
+    for trained, float32_copy in rebuilt:
+        float32_copy.set_weights(trained.get_weights())
     return model, folded

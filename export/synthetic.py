@@ -11,8 +11,11 @@ Run it in a process whose ``KERAS_BACKEND`` is the backend to "train" with::
     KERAS_BACKEND=jax python -m export.synthetic RUN_DIR --tasks 3 --steps 1
 
 Beside the usual files it writes ``RUN_DIR/task_XX/reference.npz``: latent
-vectors, labels and the generator's images computed by the training backend,
-at batch 64 and one sample at a time, for parity tests.
+vectors, labels and the generator's images computed by the training backend
+in float32 (whatever precision it trained in: exports compute in float32), at
+batch 64 and one sample at a time, for parity tests, and the trained model's
+own images at batch 64 (``trained_batch``; bfloat16 ones under
+``--precision bfloat16``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def build_run(
     steps_per_task: int = 1,
     batch_size: int = 4,
     seed: int = 0,
+    precision: str = "float32",
 ) -> Path:
     """Train a tiny run under the active backend and save it like the CLI.
 
@@ -48,6 +52,7 @@ def build_run(
 
     from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
     from keras_mergan.models import build_dcgan_critic, build_dcgan_generator
+    from keras_mergan.precision import precision_scope
     from keras_mergan.tasks import TaskSequence, TaskStream
 
     keras.utils.set_random_seed(seed)
@@ -55,12 +60,16 @@ def build_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     tasks = [[t % num_classes] for t in range(num_tasks)]
     class_names = [f"class_{c}" if c % 2 else str(c) for c in range(num_classes)]
-    gan = ConditionalWGANGP(
-        build_dcgan_generator(num_classes, channels, latent_dim),
-        build_dcgan_critic(num_classes, channels),
-        latent_dim=latent_dim,
-        seed=seed,
-    )
+    def build_generator():
+        return build_dcgan_generator(num_classes, channels, latent_dim)
+
+    with precision_scope(precision):
+        gan = ConditionalWGANGP(
+            build_generator(),
+            build_dcgan_critic(num_classes, channels),
+            latent_dim=latent_dim,
+            seed=seed,
+        )
     gan.compile()
     rng = np.random.default_rng(seed)
     images = rng.uniform(-1, 1, (8 * num_classes, 32, 32, channels)).astype("float32")
@@ -81,7 +90,12 @@ def build_run(
             metrics = {"task": epoch + 1, "task_classes": tasks[epoch]}
             metrics["seen_classes"] = seen
             (task_dir / "metrics.json").write_text(json.dumps(metrics))
-            _write_reference(generator, task_dir, seen, latent_dim, seed + epoch)
+            with precision_scope("float32"):
+                reference = build_generator()
+            reference.set_weights(generator.get_weights())
+            _write_reference(
+                generator, reference, task_dir, seen, latent_dim, seed + epoch
+            )
 
     gan.fit(
         stream,
@@ -102,6 +116,7 @@ def build_run(
         "iters_per_task": steps_per_task,
         "batch_size": batch_size,
         "seed": seed,
+        "precision": precision,
     }
     (run_dir / "run.json").write_text(json.dumps(run, indent=2))
     return run_dir
@@ -136,22 +151,30 @@ def _boost_contrast(generator, latent_dim: int, seen) -> None:
     kernel.assign(keras.ops.convert_to_numpy(kernel) * factor)
 
 
-def _write_reference(generator, task_dir: Path, seen, latent_dim: int, seed: int):
+def _write_reference(
+    trained, reference, task_dir: Path, seen, latent_dim: int, seed: int
+):
+    """Images of `reference` (float32, `trained`'s weights) and of `trained`."""
     import keras
 
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((REFERENCE_BATCH, latent_dim)).astype("float32")
     labels = np.asarray(seen, "int32")[np.arange(REFERENCE_BATCH) % len(seen)]
-    batch = keras.ops.convert_to_numpy(generator([z, labels], training=False))
+
+    def images(model, z, labels):
+        return keras.ops.convert_to_numpy(model([z, labels], training=False))
+
     single = np.concatenate(
-        [
-            keras.ops.convert_to_numpy(
-                generator([z[i : i + 1], labels[i : i + 1]], training=False)
-            )
-            for i in range(8)
-        ]
+        [images(reference, z[i : i + 1], labels[i : i + 1]) for i in range(8)]
     )
-    np.savez(task_dir / "reference.npz", z=z, labels=labels, batch=batch, single=single)
+    np.savez(
+        task_dir / "reference.npz",
+        z=z,
+        labels=labels,
+        batch=images(reference, z, labels),
+        single=single,
+        trained_batch=images(trained, z, labels),
+    )
 
 
 def source_fingerprint() -> str:
@@ -180,6 +203,7 @@ def cached_run(
     channels: int = 1,
     steps: int = 1,
     timeout: float = 900,
+    precision: str = "float32",
 ) -> Path:
     """A synthetic run trained under ``backend``, built once per code version.
 
@@ -198,7 +222,10 @@ def cached_run(
     import tempfile
 
     cache_root = Path(cache_root)
-    key = f"{backend}-t{num_tasks}-c{channels}-s{steps}-{source_fingerprint()}"
+    key = (
+        f"{backend}-{precision}-t{num_tasks}-c{channels}-s{steps}-"
+        f"{source_fingerprint()}"
+    )
     target = cache_root / key
     if (target / "run.json").is_file():
         return target
@@ -209,7 +236,7 @@ def cached_run(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     command = [sys.executable, "-m", "export.synthetic", str(staging / "run")]
     command += ["--tasks", str(num_tasks), "--channels", str(channels)]
-    command += ["--steps", str(steps)]
+    command += ["--steps", str(steps), "--precision", precision]
     try:
         result = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=timeout
@@ -236,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--channels", type=int, default=1)
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", default="float32")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     build_run(
@@ -245,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         channels=args.channels,
         steps_per_task=args.steps,
         seed=args.seed,
+        precision=args.precision,
     )
     print(f"built {args.run_dir} in {time.perf_counter() - start:.1f}s")
 

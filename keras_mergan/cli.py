@@ -61,6 +61,7 @@ def _build_parser() -> argparse.ArgumentParser:
     from keras_mergan.methods import METHODS
     from keras_mergan.methods.joint_replay import REPLAY_SCALINGS
     from keras_mergan.methods.replay_alignment import RA_SCALINGS
+    from keras_mergan.precision import PRECISIONS
 
     parser = argparse.ArgumentParser(prog="keras-mergan", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +183,15 @@ def _build_parser() -> argparse.ArgumentParser:
         type=int,
         help="channels of the first critic / last generator convolution "
         "(default: dcgan 32, the MeRGAN reference code's; resnet 64, WGAN-GP's)",
+    )
+    train.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="float32, or bfloat16 compute with float32 weights (Keras' "
+        "mixed_bfloat16 policy; losses, batch-norm statistics and exports stay "
+        "float32); auto: bfloat16 where the backend and device gain from it "
+        "(default: float32)",
     )
     train.add_argument(
         "--devices",
@@ -408,6 +418,7 @@ def _train(args) -> Path:
     from keras_mergan.methods import METHODS
     from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
     from keras_mergan.optimizers import wgan_adam
+    from keras_mergan.precision import precision_scope
     from keras_mergan.resume import check_run_info, find_resume_point, fit_tasks
     from keras_mergan.run import RunRecorder
     from keras_mergan.tasks import TaskStream, cumulative_tasks
@@ -439,10 +450,11 @@ def _train(args) -> Path:
     )
     keras.utils.set_random_seed(args.seed)
     model_class = method.model_class
-    gan = model_class(
-        *_build_networks(args, dataset),
-        **{**method.options, **_model_options(model_class, args, dataset.name)},
-    )
+    with precision_scope(args.precision) as precision:
+        gan = model_class(
+            *_build_networks(args, dataset),
+            **{**method.options, **_model_options(model_class, args, dataset.name)},
+        )
     gan.compile(
         generator_optimizer=wgan_adam(
             "generator_adam", args.learning_rate, args.warmup_iterations, args.beta_1
@@ -482,6 +494,7 @@ def _train(args) -> Path:
         "warmup_iterations": args.warmup_iterations,
         "beta_1": args.beta_1,
         "seed": args.seed,
+        "precision": precision,
         "architecture": args.architecture,
         "width": args.width,
         "devices": training_devices(),
@@ -510,8 +523,8 @@ def _train(args) -> Path:
     )
     print(
         f"Training {args.method} on {dataset.name}: {len(tasks)} tasks x "
-        f"{args.iters_per_task} iterations, backend {keras.config.backend()}, "
-        f"writing to {run_dir}"
+        f"{args.iters_per_task} iterations, backend {keras.config.backend()} "
+        f"in {precision}, writing to {run_dir}"
     )
     if (start.task, start.step) != (0, 0):
         print(

@@ -19,7 +19,10 @@ def gradient_penalty(input_gradients):
     `input_gradients` are the critic's gradients with respect to the
     interpolates x_hat = alpha * real + (1 - alpha) * fake, one per sample.
     """
-    flat = ops.reshape(input_gradients, (ops.shape(input_gradients)[0], -1))
+    # float32 even when the critic computes in bfloat16: a sum of squares.
+    flat = ops.cast(
+        ops.reshape(input_gradients, (ops.shape(input_gradients)[0], -1)), "float32"
+    )
     norms = ops.sqrt(ops.sum(ops.square(flat), axis=1) + 1e-12)
     return ops.mean(ops.square(norms - 1.0))
 

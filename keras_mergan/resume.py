@@ -133,6 +133,8 @@ def _training_facts(run_info: dict) -> dict:
         facts.pop(key, None)
     # Keras numbers the default model name per process; it trains nothing.
     facts.get("model_config", {}).pop("name", None)
+    # Runs recorded before the precision option trained in float32.
+    facts.setdefault("precision", "float32")
     return facts
 
 

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -18,6 +19,26 @@ from keras_mergan.tasks import TaskSequence, TaskStream
 TINY_RUN_TASKS = [[0], [1]]
 TINY_RUN_STEPS = 2
 TINY_RUN_SAMPLES = 8
+
+# `keras-mergan train` arguments of a run that trains for seconds.
+TINY_CLI_RUN = [
+    "train",
+    "--iters-per-task=1",
+    "--batch-size=4",
+    "--n-critic=1",
+    "--latent-dim=16",
+    "--eval-samples=0",
+    "--checkpoint-every=0",
+    "--verbose=0",
+]
+# The option wiring is the same on every backend; under JAX, compiling each
+# fresh step takes minutes of a CPU, and the networks' training on JAX is
+# tested in test_resnet.py and test_conditional_wgan_gp.py.
+wiring_test = pytest.mark.skipif(
+    keras.config.backend() == "jax",
+    reason="the option wiring is the same on every backend and is run under "
+    "TensorFlow and torch; JAX compiles each fresh step for minutes on a CPU",
+)
 
 
 def tiny_gan(model_class=ConditionalWGANGP, num_classes=3, channels=1, **kwargs):

@@ -8,30 +8,18 @@ from pathlib import Path
 
 import keras
 import pytest
-from conftest import make_image_folder, write_svhn_files
+from conftest import (
+    TINY_CLI_RUN,
+    make_image_folder,
+    wiring_test,
+    write_svhn_files,
+)
 
 from keras_mergan import cli
 from keras_mergan.methods import JointTrainingWithReplay, ReplayAlignment
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = [
-    "train",
-    "--iters-per-task=1",
-    "--batch-size=4",
-    "--n-critic=1",
-    "--latent-dim=16",
-    "--eval-samples=0",
-    "--checkpoint-every=0",
-    "--verbose=0",
-]
-# The option wiring is the same on every backend; under JAX, compiling each
-# fresh step takes minutes of a CPU, and the networks' training on JAX is
-# tested in test_resnet.py and test_conditional_wgan_gp.py.
-wiring_test = pytest.mark.skipif(
-    keras.config.backend() == "jax",
-    reason="the option wiring is the same on every backend and is run under "
-    "TensorFlow and torch; JAX compiles each fresh step for minutes on a CPU",
-)
+
 
 
 def run_info(run_dir: Path) -> dict:
@@ -48,7 +36,7 @@ def test_devices_trains_data_parallel_and_records_the_devices(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("XLA_FLAGS", None)
-    command = [*TINY, "--tasks=0", "--width=8", "--devices=2", f"--out={out}"]
+    command = [*TINY_CLI_RUN, "--tasks=0", "--width=8", "--devices=2", f"--out={out}"]
     process = subprocess.run(
         [sys.executable, "-m", "keras_mergan.cli", *command],
         env=env,
@@ -70,7 +58,7 @@ def test_devices_on_torch_or_beyond_those_present_is_a_clear_error(
 ):
     # JAX counts its devices once, when it starts: this process has one.
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
-    command = [*TINY, "--tasks=0", "--devices=2", f"--out={tmp_path}"]
+    command = [*TINY_CLI_RUN, "--tasks=0", "--devices=2", f"--out={tmp_path}"]
     assert cli.main(command) == 2
     error = capsys.readouterr().err
     if keras.config.backend() == "torch":
@@ -87,7 +75,7 @@ def test_resnet_trains_on_an_image_folder_streamed_from_disk(tmp_path):
     folder = make_image_folder(tmp_path / "scenes", rgb=True)
     out = tmp_path / "run"
     command = [
-        *TINY,
+        *TINY_CLI_RUN,
         f"--dataset={folder}",
         "--tasks=kitchen",
         "--image-size=16",
@@ -112,7 +100,7 @@ def test_every_kind_of_method_trains_the_resnet_over_two_tasks(method, tmp_path)
     folder = make_image_folder(tmp_path / "scenes", rgb=True)
     out = tmp_path / "run"
     command = [
-        *TINY,
+        *TINY_CLI_RUN,
         f"--method={method}",
         f"--dataset={folder}",
         "--tasks=bedroom/kitchen",
@@ -138,7 +126,7 @@ def test_every_kind_of_method_trains_the_resnet_over_two_tasks(method, tmp_path)
 def test_architecture_and_image_size_that_do_not_fit_are_refused(
     tmp_path, capsys, options, message
 ):
-    assert cli.main([*TINY, *options, f"--out={tmp_path}"]) == 2
+    assert cli.main([*TINY_CLI_RUN, *options, f"--out={tmp_path}"]) == 2
     assert message in capsys.readouterr().err
 
 
@@ -174,7 +162,7 @@ def test_one_replayed_batch_per_real_batch_by_default(options, expected):
 def test_svhn_run_records_its_lambda_ra(tmp_path):
     train_file = write_svhn_files(tmp_path, n_train=8)
     out = tmp_path / "run"
-    command = [*TINY, "--method=ra", "--width=4", f"--dataset={train_file}"]
+    command = [*TINY_CLI_RUN, "--method=ra", "--width=4", f"--dataset={train_file}"]
     assert cli.main([*command, "--tasks=1", f"--out={out}"]) == 0
     assert run_info(out)["model_config"]["lambda_ra"] == pytest.approx(1e-2)
 
@@ -183,7 +171,7 @@ def test_svhn_run_records_its_lambda_ra(tmp_path):
 def test_short_budget_options_reach_the_model_and_its_optimizers(tmp_path):
     out = tmp_path / "run"
     command = [
-        *TINY,
+        *TINY_CLI_RUN,
         "--method=jtr+ra",
         "--replay-scaling=mean",
         "--learning-rate=2e-4",

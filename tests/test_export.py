@@ -30,22 +30,28 @@ from export.core import sha256_file
 from export.synthetic import cached_run
 
 BACKENDS = ("tensorflow", "jax", "torch")
+PRECISIONS = ("float32", "bfloat16")
 TOLERANCE = 1e-4
 CURRENT_BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 # Every training backend is covered by `exported`; export itself runs in TF.
 pytestmark = pytest.mark.backend_independent
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(
+    scope="module",
+    params=[(b, p) for b in BACKENDS for p in PRECISIONS],
+    ids=lambda case: "-".join(case),
+)
 def exported(request, run_cache, tmp_path_factory):
-    """A 2-task run trained under each backend, exported once per module."""
-    backend = request.param
-    run_dir = cached_run(run_cache, backend)
-    out = tmp_path_factory.mktemp(f"export_{backend}")
+    """A 2-task run trained under each backend and precision, exported once."""
+    backend, precision = request.param
+    run_dir = cached_run(run_cache, backend, precision=precision)
+    out = tmp_path_factory.mktemp(f"export_{backend}_{precision}")
     start = time.perf_counter()
     paths = export_run(run_dir, out)
     return SimpleNamespace(
         backend=backend,
+        precision=precision,
         run_dir=run_dir,
         out=out,
         paths=paths,
@@ -127,6 +133,27 @@ def test_onnx_matches_keras_at_batch_64_and_1(exported):
         # The fixture makes classes normalise differently; a label-blind
         # export would pass the checks above only by accident.
         assert reference["batch"].std() > 0.1
+
+
+def test_bfloat16_trained_generator_exports_in_float32(exported):
+    """Exports compute in float32 with the trained float32 weights.
+
+    The references are a float32 rebuild of the generator; a bfloat16-trained
+    generator's own images differ from them by bfloat16 rounding, which an
+    export that kept the training precision would reproduce.
+    """
+    reference = _reference(exported, exported.paths[-1])
+    onnx = _run(
+        _session(exported.paths[-1] / "model.onnx"),
+        reference["z"],
+        reference["labels"],
+    )
+    trained_error = np.abs(reference["trained_batch"] - reference["batch"]).max()
+    assert np.abs(onnx - reference["batch"]).max() <= TOLERANCE
+    if exported.precision == "bfloat16":
+        assert 10 * TOLERANCE < trained_error < 0.2
+    else:
+        assert trained_error <= TOLERANCE
 
 
 def test_reloaded_saved_model_matches_keras(exported, tmp_path):

@@ -23,15 +23,22 @@ Each submodule (`tensorflow`, `jax`, `torch`) provides:
   the replica count, the global batch, and a mean over replicas, for engines
   that run one step per replica (TF's MirroredStrategy); identities where
   one program spans every device.
+- `bfloat16_is_faster()`: whether bfloat16 compute beats float32 on the
+  device training runs on (`keras_mergan.precision`'s `"auto"`).
 - `replica_share(x, axis)`: the part of a batch-sized `x` (split along
   `axis`) that this replica computes: its contiguous share under
   MirroredStrategy, `x` laid out over the devices under JAX's
   `DataParallel`, all of `x` on one device.
 """
 
+import functools
 import importlib
+from pathlib import Path
 
 import keras
+
+# CPU instruction sets with bfloat16 matrix units, as /proc/cpuinfo names them.
+BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def training_backend():
@@ -43,3 +50,13 @@ def training_backend():
             f"not {name!r}"
         )
     return importlib.import_module(f"keras_mergan.backend.{name}")
+
+
+@functools.cache
+def cpu_has_bfloat16_units(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has AMX-BF16 or AVX512-BF16 (Linux; False elsewhere)."""
+    try:
+        flags = Path(cpuinfo).read_text().split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)

@@ -80,6 +80,12 @@ def minimize(loss_fn, variables, optimizer):
     return loss, aux
 
 
+def bfloat16_is_faster():
+    # XLA's CPU backend converts bfloat16 to float32 around its kernels and
+    # gains nothing from it; GPUs and TPUs have bfloat16 units.
+    return jax.default_backend() != "cpu"
+
+
 def prefer_matmul_convolutions():
     # XLA:CPU runs the dilated/reversed convolutions that strided and
     # transposed convolutions differentiate into in a slow generic loop.

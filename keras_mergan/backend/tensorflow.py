@@ -4,6 +4,8 @@ import contextlib
 
 import tensorflow as tf
 
+from keras_mergan.backend import cpu_has_bfloat16_units
+
 # XLA on CPU compiles the transposed convolutions of the penalty's double
 # backprop into code several times slower than TF's own kernels.
 JIT_COMPILE = False
@@ -17,6 +19,18 @@ def minimize(loss_fn, variables, optimizer):
     gradients = tape.gradient(replica_loss, variables)
     optimizer.apply(gradients, variables)
     return loss, aux
+
+
+def bfloat16_is_faster():
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        # bfloat16 tensor cores arrived with compute capability 8.0 (Ampere).
+        capability = tf.config.experimental.get_device_details(gpus[0]).get(
+            "compute_capability", (0, 0)
+        )
+        return tuple(capability) >= (8, 0)
+    # oneDNN runs bfloat16 matmuls and convolutions on these units.
+    return cpu_has_bfloat16_units()
 
 
 def prefer_matmul_convolutions():

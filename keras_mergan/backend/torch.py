@@ -2,6 +2,8 @@
 
 import torch
 
+from keras_mergan.backend import cpu_has_bfloat16_units
+
 JIT_COMPILE = False
 
 
@@ -11,6 +13,13 @@ def minimize(loss_fn, variables, optimizer):
     with torch.no_grad():
         optimizer.apply(list(gradients), variables)
     return loss.detach(), {name: value.detach() for name, value in aux.items()}
+
+
+def bfloat16_is_faster():
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    # oneDNN runs bfloat16 matmuls and convolutions on these units.
+    return cpu_has_bfloat16_units()
 
 
 def prefer_matmul_convolutions():

@@ -17,6 +17,10 @@ class ConditionalBatchNormalization(keras.layers.Layer):
     statistics, so a generated image does not depend on the other rows of
     its batch (a batch of one gives the same image as a batch of 64).
 
+    Statistics and normalisation are computed in float32 whatever the dtype
+    policy (a mixed-precision policy's bfloat16 sums lose the small
+    variances); the output is in the layer's compute dtype.
+
     Args:
         num_classes: number of categories the label can take.
         momentum: momentum of the per-class running statistics.
@@ -48,13 +52,26 @@ class ConditionalBatchNormalization(keras.layers.Layer):
     def build(self, inputs_shape, labels_shape=None):
         channels = inputs_shape[-1]
         table = (self.num_classes, channels)
-        self.gamma = self.add_weight(shape=table, initializer="ones", name="gamma")
-        self.beta = self.add_weight(shape=table, initializer="zeros", name="beta")
+        # autocast=False: read as float32 under a mixed-precision policy too.
+        self.gamma = self.add_weight(
+            shape=table, initializer="ones", autocast=False, name="gamma"
+        )
+        self.beta = self.add_weight(
+            shape=table, initializer="zeros", autocast=False, name="beta"
+        )
         self.moving_mean = self.add_weight(
-            shape=table, initializer="zeros", trainable=False, name="moving_mean"
+            shape=table,
+            initializer="zeros",
+            trainable=False,
+            autocast=False,
+            name="moving_mean",
         )
         self.moving_variance = self.add_weight(
-            shape=table, initializer="ones", trainable=False, name="moving_variance"
+            shape=table,
+            initializer="ones",
+            trainable=False,
+            autocast=False,
+            name="moving_variance",
         )
 
     def _per_sample(self, table, labels, rank):
@@ -63,6 +80,7 @@ class ConditionalBatchNormalization(keras.layers.Layer):
 
     def call(self, inputs, labels, training=False):
         labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+        inputs = ops.cast(inputs, "float32")
         rank = len(inputs.shape)
         if training:
             # keepdims keeps the torch ONNX exporter away from multi-axis squeezes.
@@ -75,7 +93,8 @@ class ConditionalBatchNormalization(keras.layers.Layer):
             variance = self._per_sample(self.moving_variance, labels, rank)
         gamma = self._per_sample(self.gamma, labels, rank)
         beta = self._per_sample(self.beta, labels, rank)
-        return (inputs - mean) * ops.rsqrt(variance + self.epsilon) * gamma + beta
+        outputs = (inputs - mean) * ops.rsqrt(variance + self.epsilon) * gamma + beta
+        return ops.cast(outputs, self.compute_dtype)
 
     def _update_moving_statistics(self, mean, variance, labels):
         present = ops.max(ops.one_hot(labels, self.num_classes), axis=0)

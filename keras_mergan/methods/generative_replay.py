@@ -10,6 +10,7 @@ from keras import ops
 from keras_mergan.losses import auxiliary_classifier_loss
 from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
 from keras_mergan.models.solver import build_solver
+from keras_mergan.precision import model_precision, precision_scope
 
 SOLVER_PREFIX = "solver"
 
@@ -81,12 +82,14 @@ class DeepGenerativeReplay(UnconditionalReplayGAN):
         self.solver_learning_rate = float(solver_learning_rate)
         image_shape = critic.input_shape[1:]
         num_classes = int(critic.outputs[1].shape[-1])
-        self.solver = build_solver(
-            image_shape, num_classes, self.solver_width, SOLVER_PREFIX
-        )
-        self.replay_solver = build_solver(
-            image_shape, num_classes, self.solver_width, f"replay_{SOLVER_PREFIX}"
-        )
+        # The generator's precision, also when a saved model is loaded.
+        with precision_scope(model_precision(generator)):
+            self.solver = build_solver(
+                image_shape, num_classes, self.solver_width, SOLVER_PREFIX
+            )
+            self.replay_solver = build_solver(
+                image_shape, num_classes, self.solver_width, f"replay_{SOLVER_PREFIX}"
+            )
         self.replay_solver.trainable = False
         self.replay_solver.set_weights(self.solver.get_weights())
 

@@ -15,6 +15,7 @@ from keras_mergan.losses import (
 )
 from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
 from keras_mergan.models.vae import VariationalAutoencoder
+from keras_mergan.precision import model_precision, precision_scope
 
 STUDENT_PREFIX = "student"
 _STUDENT_TERMS = ("student_loss", "student_reconstruction", "student_kl")
@@ -97,13 +98,15 @@ class LifelongTwinGAN(UnconditionalReplayGAN):
         self.replay_generator.trainable = True
         self.student = None
         if self._has_student:
-            self.student = VariationalAutoencoder(
-                critic.input_shape[1:],
-                self.student_latent_dim,
-                self.student_width,
-                self.student_beta,
-                name=STUDENT_PREFIX,
-            )
+            # The generator's precision, also when a saved model is loaded.
+            with precision_scope(model_precision(generator)):
+                self.student = VariationalAutoencoder(
+                    critic.input_shape[1:],
+                    self.student_latent_dim,
+                    self.student_width,
+                    self.student_beta,
+                    name=STUDENT_PREFIX,
+                )
 
     @property
     def teacher(self) -> keras.Model:

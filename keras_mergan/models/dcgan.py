@@ -62,7 +62,8 @@ def build_dcgan_generator(
         implementation=conv_implementation,
         name=f"{name}_deconv2",
     )(x)
-    image = layers.Activation("tanh", name=f"{name}_tanh")(x)
+    # float32 whatever the dtype policy: the images every loss compares.
+    image = layers.Activation("tanh", dtype="float32", name=f"{name}_tanh")(x)
     return keras.Model([z, label], image, name=name)
 
 
@@ -107,6 +108,7 @@ def build_dcgan_critic(
         )(x)
         x = PenaltyLeakyReLU(0.2, name=f"{name}_lrelu{i}")(x)
     x = layers.Flatten(name=f"{name}_flatten")(x)
-    score = layers.Dense(1, name=f"{name}_wgan_head")(x)
-    logits = layers.Dense(num_classes, name=f"{name}_acgan_head")(x)
+    # float32 whatever the dtype policy: the WGAN and AC-GAN losses' inputs.
+    score = layers.Dense(1, dtype="float32", name=f"{name}_wgan_head")(x)
+    logits = layers.Dense(num_classes, dtype="float32", name=f"{name}_acgan_head")(x)
     return keras.Model(image, [score, logits], name=name)

@@ -69,7 +69,8 @@ def build_resnet_generator(
     x = ConditionalBatchNormalization(num_classes, name=f"{name}_cbn_out")(x, label)
     x = layers.ReLU(name=f"{name}_relu_out")(x)
     x = layers.Conv2D(channels, 3, padding="same", name=f"{name}_conv_out")(x)
-    image = layers.Activation("tanh", name=f"{name}_tanh")(x)
+    # float32 whatever the dtype policy: the images every loss compares.
+    image = layers.Activation("tanh", dtype="float32", name=f"{name}_tanh")(x)
     return keras.Model([z, label], image, name=name)
 
 
@@ -111,6 +112,7 @@ def build_resnet_critic(
         x = layers.AveragePooling2D(2, name=f"{prefix}_pool")(x)
         x = layers.Add(name=f"{prefix}_add")([shortcut, x])
     x = layers.Flatten(name=f"{name}_flatten")(x)
-    score = layers.Dense(1, name=f"{name}_wgan_head")(x)
-    logits = layers.Dense(num_classes, name=f"{name}_acgan_head")(x)
+    # float32 whatever the dtype policy: the WGAN and AC-GAN losses' inputs.
+    score = layers.Dense(1, dtype="float32", name=f"{name}_wgan_head")(x)
+    logits = layers.Dense(num_classes, dtype="float32", name=f"{name}_acgan_head")(x)
     return keras.Model(image, [score, logits], name=name)

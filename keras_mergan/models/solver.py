@@ -37,5 +37,6 @@ def build_solver(
         x = layers.ReLU(name=f"{name}_relu{i}")(x)
     x = layers.Flatten(name=f"{name}_flatten")(x)
     x = layers.Dense(8 * width, activation="relu", name=f"{name}_hidden")(x)
-    logits = layers.Dense(num_classes, name=f"{name}_logits")(x)
+    # float32 whatever the dtype policy: the cross-entropy's input.
+    logits = layers.Dense(num_classes, dtype="float32", name=f"{name}_logits")(x)
     return keras.Model(image, logits, name=name)

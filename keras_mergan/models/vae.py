@@ -40,8 +40,11 @@ def build_vae_encoder(
         )(x)
         x = PenaltyLeakyReLU(0.2, name=f"{name}_lrelu{i}")(x)
     x = layers.Flatten(name=f"{name}_flatten")(x)
-    mean = layers.Dense(latent_dim, name=f"{name}_mean")(x)
-    log_variance = layers.Dense(latent_dim, name=f"{name}_log_variance")(x)
+    # float32 whatever the dtype policy: the KL term's inputs.
+    mean = layers.Dense(latent_dim, dtype="float32", name=f"{name}_mean")(x)
+    log_variance = layers.Dense(
+        latent_dim, dtype="float32", name=f"{name}_log_variance"
+    )(x)
     return keras.Model(image, [mean, log_variance], name=name)
 
 
@@ -76,8 +79,9 @@ def build_vae_decoder(
             filters, 5, strides=2, padding="same", name=f"{name}_deconv{i}"
         )(x)
         x = layers.ReLU(name=f"{name}_relu{i}")(x)
+    # float32 whatever the dtype policy: the reconstruction loss's input.
     logits = layers.Conv2DTranspose(
-        channels, 5, strides=2, padding="same", name=f"{name}_deconv2"
+        channels, 5, strides=2, padding="same", dtype="float32", name=f"{name}_deconv2"
     )(x)
     return keras.Model(z, logits, name=name)
 
