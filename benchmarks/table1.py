@@ -16,14 +16,15 @@ SVHN's lambda_RA of 1e-2 itself.
 
 Every method trains in its own process through ``keras-mergan train`` on
 digits 0..9, one digit per task, into
-``RUNS/[svhn-]<preset>-<iterations>-<backend>/<method>/``. The
+``RUNS/[svhn-]<preset>-<iterations>-<backend>[-bfloat16]/<method>/``
+(``--precision bfloat16`` trains in mixed precision). The
 training command checkpoints as it goes, so running the benchmark again after
 an interruption resumes each unfinished method where it stopped and skips
 finished ones; ``--fresh`` starts over. After each run, the evaluator
 accuracy of generated images (mean over seen classes, DESIGN.md section 4) is
 read from ``task_05/metrics.json`` and ``task_10/metrics.json`` and printed
 beside the paper's Table 1. Results go to
-``benchmarks/results/table1_[svhn_]<preset>_<iterations>_<backend>.{json,md}``;
+``benchmarks/results/table1_[svhn_]<preset>_<iterations>_<backend>[_bfloat16].{json,md}``;
 a method that did not reach task 5 or 10 shows "-" there.
 
 Variants named after a method use the paper's hyper-parameters (the
@@ -133,6 +134,12 @@ def parse_args(argv=None):
     )
     parser.add_argument("--backend", default="tensorflow")
     parser.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="training precision (keras-mergan train --precision)",
+    )
+    parser.add_argument(
         "--methods",
         default=",".join(VARIANTS),
         help=f"comma-separated subset of: {', '.join(VARIANTS)}",
@@ -194,6 +201,8 @@ def label(args, separator: str) -> str:
     parts = [args.preset, str(iterations(args)), args.backend]
     if args.benchmark != "mnist":
         parts.insert(0, args.benchmark)
+    if args.precision != "float32":
+        parts.append(args.precision)
     return separator.join(parts)
 
 
@@ -221,6 +230,8 @@ def train(args, variant: str) -> dict:
         str(args.eval_samples),
         "--backend",
         args.backend,
+        "--precision",
+        args.precision,
         "--seed",
         str(args.seed),
         "--out",

@@ -41,6 +41,15 @@ def test_mnist_keeps_its_iterations_and_a_missing_svhn_is_explained(
     assert "train_32x32.mat" in capsys.readouterr().err
 
 
+def test_bfloat16_runs_keep_their_own_folder_and_report(table1, tmp_path):
+    base = ["--runs", str(tmp_path), "--preset", "cpu"]
+    float32 = table1.parse_args(base)
+    bfloat16 = table1.parse_args([*base, "--precision", "bfloat16"])
+    assert table1.run_dir(float32, "sft").parent.name == "cpu-1000-tensorflow"
+    assert table1.run_dir(bfloat16, "sft").parent.name == "cpu-1000-tensorflow-bfloat16"
+    assert table1.label(bfloat16, "_") == "cpu_1000_tensorflow_bfloat16"
+
+
 def test_a_report_keeps_the_variants_measured_by_earlier_runs(table1, tmp_path):
     def row(variant, tasks_completed):
         return {"variant": variant, "tasks_completed": tasks_completed}
