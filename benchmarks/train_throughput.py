@@ -262,7 +262,6 @@ def worker(
         "median_s_per_it": statistics.median(seconds),
         "best_s_per_it": min(seconds),
         "flops": flops,
-        "peak_gflops": matmul_peak(precision),
         "peak_gflops_by_precision": {
             dtype: matmul_peak(dtype) for dtype in PRECISIONS
         },
@@ -289,7 +288,7 @@ def _row(result: dict, float32_median: float | None) -> dict:
         "x float32": float32_median / median if float32_median else None,
         "float32 peak GFLOP/s": peaks["float32"],
         "bfloat16 peak GFLOP/s": peaks["bfloat16"],
-        "% of peak": 100 * gflops / result["peak_gflops"],
+        "% of peak": 100 * gflops / peaks[result["precision"]],
         "target it/s": target,
         # A shared machine slows some timings down: say when only the best
         # timing reaches the target.

@@ -131,6 +131,10 @@ def _training_facts(run_info: dict) -> dict:
     facts = json.loads(json.dumps(run_info))
     for key in RESUMABLE_DIFFERENCES:
         facts.pop(key, None)
+    # The resolved RunConfig: what it changes in training is in the facts
+    # and the model's config beside it; the rest (checkpoint and evaluation
+    # frequency, exports) may change between a run and its resumption.
+    facts.pop("config", None)
     # Keras numbers the default model name per process; it trains nothing.
     facts.get("model_config", {}).pop("name", None)
     # Runs recorded before the precision option trained in float32.

@@ -46,7 +46,6 @@ def _compiled_gan(method_name: str):
         build_dcgan_critic(10, 1, width=16),
         latent_dim=32,
         seed=0,
-        **method.options,
     )
     gan.compile(
         wgan_adam("generator_adam", LEARNING_RATE),

@@ -30,7 +30,7 @@ def bfloat16_gan(method="sft", **kwargs):
     with precision_scope("bfloat16"):
         return tiny_gan(
             METHODS[method].model_class,
-            **{**METHODS[method].options, **SMALL.get(method, {}), **kwargs},
+            **{**SMALL.get(method, {}), **kwargs},
         )
 
 

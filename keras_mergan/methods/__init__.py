@@ -1,6 +1,6 @@
 """Continual-learning methods by CLI name."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
 from keras_mergan.methods.ewc import ElasticWeightConsolidationGAN
@@ -20,23 +20,41 @@ class Method:
     again as real data; the others see only the current task's data.
     A method that is not `conditional` ignores the label it is asked to
     generate (LT-GANs): its samples are scored by their class distribution.
+    `hyperparameters` are the `RunConfig` fields the model class takes beside
+    those every method takes (latent_dim, n_critic, lambda_gp, lambda_cls,
+    seed).
+
+    Example:
+
+    >>> METHODS["ra"].hyperparameters
+    ('replay_batch', 'lambda_ra', 'ra_scaling')
     """
 
     model_class: type
     cumulative: bool = False
-    options: dict = field(default_factory=dict)
+    hyperparameters: tuple[str, ...] = ()
     conditional: bool = True
 
+
+_JTR = ("replay_batch", "replay_scaling")
+_RA = ("replay_batch", "lambda_ra", "ra_scaling")
 
 METHODS: dict[str, Method] = {
     "sft": Method(ConditionalWGANGP),
     "jt": Method(ConditionalWGANGP, cumulative=True),
-    "jtr": Method(JointTrainingWithReplay),
-    "ra": Method(ReplayAlignment),
-    "jtr+ra": Method(MeRGAN),
-    "ewc": Method(ElasticWeightConsolidationGAN),
-    "dgr": Method(DeepGenerativeReplay),
-    "ltgan": Method(LifelongTwinGAN, conditional=False),
+    "jtr": Method(JointTrainingWithReplay, hyperparameters=_JTR),
+    "ra": Method(ReplayAlignment, hyperparameters=_RA),
+    "jtr+ra": Method(MeRGAN, hyperparameters=(*_JTR, *_RA[1:])),
+    "ewc": Method(
+        ElasticWeightConsolidationGAN,
+        hyperparameters=("lambda_ewc", "fisher_samples", "fisher_batch_size"),
+    ),
+    "dgr": Method(DeepGenerativeReplay, hyperparameters=("mixing_ratio",)),
+    "ltgan": Method(
+        LifelongTwinGAN,
+        hyperparameters=("mixing_ratio", "student", "student_beta"),
+        conditional=False,
+    ),
 }
 
 __all__ = [

@@ -1,0 +1,278 @@
+"""`train_run`: train a method over a task sequence into a run folder.
+
+This is what `keras-mergan train` does, for Python users: the same
+checkpoints and resume, sample grids, metrics, evaluator scores and exports.
+"""
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+
+from keras_mergan.config import RunConfig
+from keras_mergan.data import DatasetError, ImageFiles, load_dataset, resolve_categories
+from keras_mergan.distribution import data_parallel, training_devices
+from keras_mergan.evaluator import Evaluator
+from keras_mergan.methods import METHODS
+from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
+from keras_mergan.models import (
+    build_dcgan_critic,
+    build_dcgan_generator,
+    build_resnet_critic,
+    build_resnet_generator,
+)
+from keras_mergan.optimizers import wgan_adam
+from keras_mergan.precision import precision_scope
+from keras_mergan.resume import check_run_info, find_resume_point, fit_tasks
+from keras_mergan.run import RunRecorder, task_dir
+from keras_mergan.tasks import TaskStream, cumulative_tasks, split_tasks
+
+
+def train_run(
+    config: RunConfig,
+    run_dir: str | os.PathLike | None = None,
+    verbose: int = 1,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Trains `config` into `run_dir`, resuming what an earlier call left.
+
+    Writes `run.json` (the resolved config under `"config"`, and what the
+    run found: categories, tasks, backend, devices, the model's config), then
+    per task `task_XX/gan.keras`, `grid.png` and `metrics.json` (evaluator
+    accuracy per seen category unless `config.eval_samples` is 0), a row of
+    `metrics.csv`, and with `config.export` the task's SavedModel and ONNX
+    export. Training state is saved every `config.checkpoint_every`
+    iterations; calling again with the same config continues from it.
+
+    Args:
+        config: what to train.
+        run_dir: the run folder (default `runs/<method>-<dataset>`).
+        verbose: Keras' progress output (0 silent, 1 bar, 2 one line per task).
+        log: where progress messages go.
+
+    Returns:
+        The run folder.
+
+    Raises:
+        ValueError: the folder holds a run with another configuration, or the
+            data or task sequence cannot be used (`DatasetError`).
+
+    Example:
+
+    >>> # train_run(RunConfig(method="jtr", preset="fast", tasks="0-2"), "runs/jtr")
+    """
+    # Entered first: TensorFlow can split a CPU into devices only before it
+    # starts, and models must be built inside the scope to be distributed.
+    with data_parallel(config.devices):
+        return _train(config, run_dir, verbose, log)
+
+
+def parse_tasks(
+    spec: str | None, dataset, classes_per_task: int = 1
+) -> list[list[int]]:
+    """Task groups from text: "0-9", "0,1,2", "0,1/2,3" or category names.
+
+    `/` separates tasks and `,` the classes inside one; without `/`, the
+    listed classes form consecutive groups of `classes_per_task`. Names and
+    indices are resolved against the dataset's categories.
+
+    Example:
+
+    >>> from keras_mergan.data import load_dataset
+    >>> parse_tasks("0,1/2", load_dataset("digits"))
+    [[0, 1], [2]]
+    """
+    if not spec:
+        return split_tasks(range(dataset.num_classes), classes_per_task)
+    if "/" in spec:
+        tasks = [_parse_group(group, dataset) for group in spec.split("/")]
+    else:
+        tasks = split_tasks(_parse_group(spec, dataset), classes_per_task)
+    classes = [c for task in tasks for c in task]
+    if not tasks or any(not task for task in tasks):
+        raise DatasetError(f"--tasks {spec!r} has an empty task")
+    if len(set(classes)) != len(classes):
+        raise DatasetError(f"--tasks {spec!r} lists a class twice")
+    return tasks
+
+
+def _parse_group(text: str, dataset) -> list[int]:
+    items: list[str | int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        low, dash, high = part.partition("-")
+        if dash and low.strip().isdigit() and high.strip().isdigit():
+            items.extend(range(int(low), int(high) + 1))
+        else:
+            items.append(part)
+    return resolve_categories(dataset, items)
+
+
+def build_networks(config: RunConfig, dataset) -> tuple[keras.Model, keras.Model]:
+    """(generator, critic) of `config.architecture` for the dataset's images."""
+    classes, channels = dataset.num_classes, dataset.channels
+    if config.architecture == "resnet":
+        return (
+            build_resnet_generator(
+                classes, channels, config.latent_dim, config.image_size, config.width
+            ),
+            build_resnet_critic(classes, channels, config.image_size, config.width),
+        )
+    return (
+        build_dcgan_generator(classes, channels, config.latent_dim, width=config.width),
+        build_dcgan_critic(classes, channels, config.image_size, width=config.width),
+    )
+
+
+def _train(config: RunConfig, run_dir, verbose: int, log) -> Path:
+    method = METHODS[config.method]
+    dataset = load_dataset(
+        config.dataset, image_size=config.image_size, stream=config.stream_images
+    )
+    config = config.for_dataset(dataset.name)
+    tasks = parse_tasks(config.tasks, dataset, config.classes_per_task)
+    training_tasks = cumulative_tasks(tasks) if method.cumulative else tasks
+    run_dir = Path(
+        run_dir or Path("runs") / f"{config.method}-{Path(config.dataset).stem}"
+    )
+    stream = TaskStream(
+        dataset.x_train,
+        dataset.y_train,
+        training_tasks,
+        steps_per_task=config.iters_per_task,
+        batch_size=config.batch_size,
+        n_critic=config.n_critic,
+        seed=config.seed,
+        # Streamed images: batches are decoded in threads while the step runs.
+        workers=2 if isinstance(dataset.x_train, ImageFiles) else 1,
+    )
+    keras.utils.set_random_seed(config.seed)
+    with precision_scope(config.precision) as precision:
+        gan = method.model_class(
+            *build_networks(config, dataset), **config.method_options()
+        )
+    warmup = config.warmup_iterations
+    gan.compile(
+        generator_optimizer=wgan_adam(
+            "generator_adam", config.learning_rate, warmup, config.beta_1
+        ),
+        critic_optimizer=wgan_adam(
+            "critic_adam", config.learning_rate, warmup * config.n_critic, config.beta_1
+        ),
+    )
+    run_info = {
+        "config": config.to_dict(),
+        "method": config.method,
+        "dataset": config.dataset,
+        "class_names": list(dataset.class_names),
+        "tasks": tasks,
+        "training_tasks": training_tasks,
+        "latent_dim": config.latent_dim,
+        "image_shape": list(dataset.image_shape),
+        "backend": keras.config.backend(),
+        "keras_version": keras.__version__,
+        "iters_per_task": config.iters_per_task,
+        "batch_size": config.batch_size,
+        "n_critic": config.n_critic,
+        "learning_rate": config.learning_rate,
+        "warmup_iterations": config.warmup_iterations,
+        "beta_1": config.beta_1,
+        "seed": config.seed,
+        "precision": precision,
+        "architecture": config.architecture,
+        "width": config.width,
+        "devices": training_devices(),
+        "model_config": {
+            k: v
+            for k, v in gan.get_config().items()
+            if k not in ("generator", "critic")
+        },
+    }
+    check_run_info(run_dir, run_info)
+    start = find_resume_point(run_dir, stream)
+    if start.task == stream.num_tasks:
+        log(f"All {stream.num_tasks} tasks of {run_dir} are already trained.")
+        fit_tasks(gan, stream, run_dir, start=start)
+        log(accuracy_summary(run_dir))
+        return run_dir
+    evaluator = None
+    if config.eval_samples > 0:
+        log("Preparing the evaluator classifier (cached after the first run)...")
+        evaluator = Evaluator.for_dataset(dataset, verbose=verbose)
+    hooks = []
+    if isinstance(gan, UnconditionalReplayGAN):
+        hooks.append(_replay_report_hook(gan, stream, dataset, evaluator, config, log))
+    if config.export:
+        from export import export_task
+
+        hooks.append(lambda number, folder: export_task(run_dir, number))
+    recorder = RunRecorder(
+        run_dir,
+        stream,
+        run_info,
+        evaluator if method.conditional else None,
+        config.eval_samples,
+        seed=config.seed,
+        on_task_end=hooks,
+        eval_every=config.eval_every,
+    )
+    log(
+        f"Training {config.method} ({config.preset} preset) on {dataset.name}: "
+        f"{len(tasks)} tasks x {config.iters_per_task} iterations, backend "
+        f"{keras.config.backend()} in {precision}, writing to {run_dir}"
+    )
+    if (start.task, start.step) != (0, 0):
+        log(
+            f"Resuming at {start.describe(stream.steps_per_task)} "
+            f"({start.completed_tasks} finished tasks kept)"
+        )
+    fit_tasks(
+        gan,
+        stream,
+        run_dir,
+        [recorder],
+        start=start,
+        checkpoint_every=config.checkpoint_every,
+        verbose=verbose,
+    )
+    log(accuracy_summary(run_dir))
+    return run_dir
+
+
+def _replay_report_hook(gan, stream, dataset, evaluator, config, log):
+    # DGR and LT-GANs: class distribution of the samples, solver accuracy,
+    # student NLL (keras_mergan.unconditional), added to metrics.json.
+    from keras_mergan.unconditional import add_task_report, task_report
+
+    def hook(number, folder):
+        report = task_report(
+            gan,
+            stream.seen_classes(number - 1),
+            dataset.x_test,
+            dataset.y_test,
+            evaluator,
+            max(config.eval_samples, 1),
+            config.seed,
+        )
+        add_task_report(folder, report)
+        log(f"Task {number}: " + json.dumps(report, default=str)[:300])
+
+    return hook
+
+
+def accuracy_summary(run_dir: str | os.PathLike) -> str:
+    """The accuracy-per-task table of a run folder and where its files are."""
+    from keras_mergan.evaluation import format_accuracy_table
+
+    run_dir = Path(run_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    rows = []
+    number = 1
+    while (task_dir(run_dir, number) / "metrics.json").exists():
+        metrics = json.loads((task_dir(run_dir, number) / "metrics.json").read_text())
+        if "accuracy" in metrics:
+            rows.append(metrics)
+        number += 1
+    table = format_accuracy_table(rows, info["class_names"]) + "\n" if rows else ""
+    return f"{table}Run written to {run_dir} (grids: {run_dir}/task_*/grid.png)"
