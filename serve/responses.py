@@ -16,6 +16,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -122,6 +123,8 @@ class GuardedRoute(APIRoute):
                 return await handler(request)
             except (HTTPException, RequestValidationError):
                 raise
+            except ClientDisconnect:  # nobody is left to read an answer
+                return Response(status_code=499)
             except ServeError as error:
                 return serve_error_response(error, oip=oip)
             except Exception:
