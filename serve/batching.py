@@ -196,7 +196,7 @@ class ByteBudget:
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 self._release(nbytes)  # granted just as we were cancelled
-            else:
+            elif waiter in self._waiters:  # _grant may have dropped it already
                 self._waiters.remove(waiter)
                 self._grant()
             raise
