@@ -33,8 +33,9 @@ class DynamicBatcher:
     """Merge concurrent ``generate`` calls on one model into single ``run`` calls.
 
     A worker coroutine takes the queued requests, waits at most ``max_wait``
-    seconds for more (only while more keep arriving, so a lone client pays
-    no wait), and runs them as one batch of at most ``max_batch`` rows on
+    seconds for more (only while more keep arriving, and only when the
+    previous batch merged several requests, so a lone client pays no wait),
+    and runs them as one batch of at most ``max_batch`` rows on
     ``executor``. A request larger than ``max_batch`` runs on its own. One
     batch runs at a time per batcher; requests arriving meanwhile form the
     next one.
@@ -74,6 +75,7 @@ class DynamicBatcher:
         self._executor = executor
         self._queue: collections.deque[_Job] = collections.deque()
         self._worker: asyncio.Task | None = None
+        self._last_size = 0  # requests in the previous batch
         self.calls = 0  # merged calls of ``run``
         self.requests = 0  # requests answered
 
@@ -96,7 +98,9 @@ class DynamicBatcher:
         while self._queue:
             batch: list[_Job] = []
             rows = self._take(batch, 0)
-            deadline = loop.time() + self.max_wait
+            # Wait for stragglers only while requests come together: a lone
+            # client would pay the loop turns for nothing.
+            deadline = loop.time() + (self.max_wait if self._last_size > 1 else 0)
             while rows < self.max_batch and loop.time() < deadline:
                 before = len(batch)
                 # Two loop turns: one for the sockets' data to become tasks,
@@ -106,6 +110,7 @@ class DynamicBatcher:
                 rows = self._take(batch, rows)
                 if len(batch) == before:
                     break
+            self._last_size = len(batch)
             await self._run_batch(loop, batch)
 
     def _take(self, batch: list[_Job], rows: int) -> int:
