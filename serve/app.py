@@ -52,7 +52,7 @@ from serve.responses import (
     json_response,
     payload_response,
 )
-from serve.sampler import ExportDirectory
+from serve.sampler import ExportDirectory, available_cpus
 from serve.service import (
     MAX_GRID,
     MAX_SAMPLES,
@@ -193,7 +193,7 @@ def create_app(
     if not isinstance(exports, ExportDirectory):
         exports = ExportDirectory(exports, threads=settings.threads)
     executor = ThreadPoolExecutor(
-        settings.threads or os.cpu_count() or 1, thread_name_prefix="generate"
+        settings.threads or available_cpus(), thread_name_prefix="generate"
     )
     service = GeneratorService(
         exports,

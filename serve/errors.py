@@ -44,7 +44,13 @@ class UnknownTaskError(ServeError):
 
 
 class UnknownModelError(ServeError):
-    """No model of that name on this server (HTTP 404; Open Inference Protocol)."""
+    """No model of that name on this server (HTTP 404; Open Inference Protocol).
+
+    Example:
+
+    >>> UnknownModelError("unknown model 'x'").status
+    404
+    """
 
     status = 404
     code = "unknown_model"
@@ -65,7 +71,13 @@ class CategoryNotLearnedError(ServeError):
 
 
 class PayloadTooLargeError(ServeError):
-    """The request, or the response it asks for, exceeds a size limit (HTTP 413)."""
+    """The request, or the response it asks for, exceeds a size limit (HTTP 413).
+
+    Example:
+
+    >>> PayloadTooLargeError("request body over the limit").to_json()["error"]["code"]
+    'too_large'
+    """
 
     status = 413
     code = "too_large"

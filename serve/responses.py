@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
@@ -84,7 +85,7 @@ class LeasedResponse(Response):
         self.background = None
 
     @property
-    def headers(self):  # FastAPI and middleware read the inner response's
+    def headers(self) -> MutableHeaders:  # those of the response it wraps
         return self.inner.headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

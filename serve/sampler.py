@@ -34,7 +34,8 @@ _TASK_DIR = re.compile(r"^task_(\d+)$")
 _TASK_VALUE = re.compile(r"^\d{1,6}$")
 
 
-def _cpu_count() -> int:
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity on Linux)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
@@ -228,7 +229,7 @@ class Sampler:
         self.seen_classes = [int(c) for c in manifest["seen_classes"]]
         label_dtype = manifest["inputs"]["label"]["dtype"]
         self._label_dtype = np.dtype(label_dtype)
-        self.threads = max(1, int(threads) if threads else _cpu_count())
+        self.threads = max(1, int(threads) if threads else available_cpus())
 
         # Messages name files relative to the export directory: they reach
         # HTTP clients, which have no business knowing the server's layout.
@@ -255,8 +256,7 @@ class Sampler:
             self._session = self._new_session()
         except Exception as error:  # onnxruntime raises its own exception types
             raise ExportIntegrityError(
-                f"{model_name} cannot be loaded by onnxruntime "
-                f"({type(error).__name__})"
+                f"{model_name} cannot be loaded by onnxruntime ({type(error).__name__})"
             ) from error
         # Large batches are split over a pool whose threads each own a
         # session: concurrent run() calls on one session share its memory

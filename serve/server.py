@@ -23,6 +23,7 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -77,7 +78,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
     limits = ServerLimits()
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
         self._request_timer: asyncio.TimerHandle | None = None
@@ -100,7 +101,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         if timer is not None:
             timer.cancel()
 
-    def connection_made(self, transport) -> None:
+    def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
         self._header_timer = self._arm(self.limits.header_timeout)
 

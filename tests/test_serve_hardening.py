@@ -248,6 +248,7 @@ def test_a_broken_task_is_listed_and_the_others_serve(broken_export):
             "latest": 3,
             "broken": [2, 3],
         }
+        assert fetch("/api/tasks/1", 200)["task"] == 1
         tasks = fetch("/api/tasks", 200)["tasks"]
         assert tasks[0]["categories"] == [{"index": 0, "name": "0"}]
         assert "cannot be loaded by onnxruntime" in tasks[1]["error"]
