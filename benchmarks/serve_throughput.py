@@ -370,6 +370,7 @@ def bench_servers(
     load from other jobs; req/s is the median round, latencies pool every
     round's requests.
     """
+    export_dir = export_dir.resolve()  # the servers run from other directories
     old_tree = old_server_tree(work / "old_server")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     servers = {
@@ -481,6 +482,13 @@ def build_and_export(
 
 def _markdown(report: dict) -> str:
     lines = ["# Serving throughput", ""]
+    measured = report.get("measured_in_last_run")
+    if measured and set(measured) != set(SECTIONS):
+        lines += [
+            f"The last run measured only: {', '.join(measured)}; the other "
+            "tables are from an earlier run.",
+            "",
+        ]
     if report.get("images_per_s"):
         lines += _engines_markdown(report)
     if report.get("http_servers"):
@@ -616,7 +624,9 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = args.out / "serve_throughput.json"
     report: dict = json.loads(previous.read_text()) if previous.is_file() else {}
-    report.pop("http", None)  # the stdlib server's table, replaced by http_servers
+    # The stdlib server's table, replaced by http_servers.
+    report.pop("http", None)
+    report.get("machine", {}).get("idle_before_section", {}).pop("http", None)
     engines = "onnxruntime" in sections or "keras" in sections
     if engines:
         report["machine"] = {
@@ -670,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.http_warmup,
                 args.http_rounds,
             )
+    report["measured_in_last_run"] = sections
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serve_throughput.json").write_text(json.dumps(report, indent=2) + "\n")
     markdown = _markdown(report)
