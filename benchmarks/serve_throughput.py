@@ -1,35 +1,41 @@
-"""Serving throughput: onnxruntime vs Keras, HTTP requests/s, export time.
+"""Serving throughput: onnxruntime vs Keras, the HTTP servers old and new, export time.
 
 Usage::
 
     python benchmarks/serve_throughput.py     # build a 10-task run, export, measure
     python benchmarks/serve_throughput.py --export-dir runs/x/export \
         --gan runs/x/task_10/gan.keras        # measure an existing export
+    python benchmarks/serve_throughput.py --export-dir runs/x/export \
+        --sections http                       # only the HTTP servers
 
 Without ``--export-dir`` it trains a synthetic 10-task DCGAN-32 run (one
 step per task, under ``--train-backend``), times ``export_run`` on it (target:
 under 2 minutes on CPU) and benchmarks the export of the last task:
 
-- images/s at batch 1, 64 and 1000 for onnxruntime (the ``serve.Sampler``
-  path, and plain sessions with 1 and N intra-op threads) and for Keras
-  ``generator.predict_on_batch`` under each Keras backend (each in its own
-  subprocess, loading the same ``gan.keras``);
-- requests/s of the HTTP server (a separate process on loopback) for
-  ``/health``, a 1-sample ``/api/samples`` and a 16-sample ``/api/grid.png``,
-  with 1 and 4 keep-alive clients, each a bounded number of requests.
+- ``onnxruntime``: images/s at batch 1, 64 and 1000 (the ``serve.Sampler``
+  path, and plain sessions with 1 and N intra-op threads);
+- ``keras``: Keras ``generator.predict_on_batch`` under each Keras backend
+  (each in its own subprocess, loading the same ``gan.keras``);
+- ``http``: the HTTP server before this version (stdlib ``http.server``,
+  taken from git history at commit 388a637) and the current one (uvicorn,
+  batching), each in its own process on loopback, serving the same export:
+  requests/s, p50 and p99 latency of ``/api/samples`` (``.npy``) for ``n`` =
+  1 and 64 samples per request, with 1, 8 and 64 keep-alive clients.
 
 The machine is shared with other jobs, so each section first waits (up to
-``--wait-idle`` seconds) for a second of idle CPU, and throughput is the best
-of ``--repeats`` short timed windows (0.25 s; engines interleaved so they see
-the same load), with the median window and the CPUs this process actually got
-during the best window (CPU-seconds per second) beside it. Writes
-``benchmarks/results/serve_throughput.json`` and ``.md``.
+``--wait-idle`` seconds) for a second of idle CPU. Engine throughput is the
+best of ``--repeats`` short timed windows (0.25 s; engines interleaved so
+they see the same load), with the median window and the CPUs this process
+actually got during the best window (CPU-seconds per second) beside it; the
+HTTP cells alternate the two servers round by round. Writes
+``benchmarks/results/serve_throughput.json`` and ``.md``; sections not run
+keep their numbers from the previous report.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
+import asyncio
 import json
 import os
 import platform
@@ -38,8 +44,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -209,75 +215,252 @@ def bench_keras(
     return []
 
 
-def bench_http(export_dir: Path, requests: int, clients_list=(1, 4)) -> list[dict]:
+OLD_SERVER_COMMIT = "388a637"
+HTTP_CLIENTS = (1, 8, 64)
+HTTP_SAMPLES = (1, 64)
+
+
+def old_server_tree(work: Path) -> Path:
+    """The stdlib ``http.server`` version of ``serve/`` (commit 388a637) under ``work``.
+
+    Taken from git history at run time, so the comparison runs the old code
+    as it was, against the same export, in the same run.
+    """
+    names = subprocess.run(
+        ["git", "ls-tree", "--name-only", OLD_SERVER_COMMIT, "serve/"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for name in names:
+        source = subprocess.run(
+            ["git", "show", f"{OLD_SERVER_COMMIT}:{name}"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_bytes(source)
+    return work
+
+
+class _Client(asyncio.Protocol):
+    """One keep-alive connection sending the next request as soon as one is answered.
+
+    Lean on purpose (no HTTP library): the client shares the CPU with the
+    server it measures, so what it spends is taken from both servers alike.
+    """
+
+    def __init__(self, load: _Load):
+        self.load = load
+        self.buffer = bytearray()
+        self.need: int | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.send()
+
+    def send(self) -> None:
+        self.started = time.perf_counter()
+        self.transport.write(self.load.next_request())
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            if self.need is None:
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head = bytes(self.buffer[:end]).lower()
+                self.status = int(head[9:12])
+                length = re.search(rb"\r\ncontent-length: *(\d+)", head)
+                if length is None:
+                    raise RuntimeError("response without Content-Length")
+                self.need = end + 4 + int(length.group(1))
+            if len(self.buffer) < self.need:
+                return
+            del self.buffer[: self.need]
+            self.need = None
+            self.load.done(self.started, time.perf_counter(), self.status)
+            if not self.load.running:
+                self.transport.close()
+                return
+            self.send()
+
+    def connection_lost(self, exc) -> None:
+        if not self.closed.done():
+            self.closed.set_result(exc)
+
+
+class _Load:
+    """``clients`` closed-loop clients on one server, for ``warmup + window`` s."""
+
+    def __init__(self, port: int, n: int):
+        self.port, self.n = port, n
+        self.running = True
+        self.count = 0
+        self.records: list[tuple[float, float, int]] = []
+
+    def next_request(self) -> bytes:
+        self.count += 1
+        return (
+            f"GET /api/samples?category=0&n={self.n}&seed={self.count} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{self.port}\r\n\r\n"
+        ).encode()
+
+    def done(self, started: float, finished: float, status: int) -> None:
+        self.records.append((started, finished, status))
+
+    async def run(self, clients: int, warmup: float, window: float) -> dict:
+        loop = asyncio.get_running_loop()
+        connections = [
+            await loop.create_connection(lambda: _Client(self), "127.0.0.1", self.port)
+            for _ in range(clients)
+        ]
+        await asyncio.sleep(warmup)
+        start = time.perf_counter()
+        await asyncio.sleep(window)
+        end = time.perf_counter()
+        self.running = False
+        await asyncio.wait_for(
+            asyncio.gather(*(protocol.closed for _, protocol in connections)), 120
+        )
+        # Requests answered inside the window count (their latency too).
+        inside = [r for r in self.records if start <= r[1] <= end]
+        return {
+            "requests": len(inside),
+            "seconds": end - start,
+            "latencies": [finished - started for started, finished, _ in inside],
+            "errors": sum(1 for *_, status in inside if status != 200),
+        }
+
+
+def _start_server(command: list[str], cwd: Path, env: dict) -> tuple:
     process = subprocess.Popen(
-        [sys.executable, "-m", "serve", str(export_dir), "--port", "0"],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
+        cwd=cwd,
+        env=env,
     )
-    rows = []
+    match = re.search(r"http://127\.0\.0\.1:(\d+)/", process.stdout.readline())
+    if not match:
+        process.kill()
+        raise RuntimeError("server did not start: " + process.stderr.read()[-2000:])
+    port = int(match.group(1))
+    for _ in range(600):  # the new server loads every task before it answers
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=60):
+                break
+        except OSError:
+            time.sleep(0.1)
+    return process, port
+
+
+def bench_servers(
+    export_dir: Path, work: Path, window: float, warmup: float, rounds: int
+) -> dict:
+    """Old (stdlib, commit 388a637) and new server, same export, same run.
+
+    Every cell (samples per request x concurrent clients) is measured
+    ``rounds`` times, the servers alternating, so that both see the same
+    load from other jobs; req/s is the median round, latencies pool every
+    round's requests.
+    """
+    export_dir = export_dir.resolve()  # the servers run from other directories
+    old_tree = old_server_tree(work / "old_server")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    servers = {
+        "old (http.server)": _start_server(
+            [sys.executable, "-m", "serve", str(export_dir), "--port", "0"],
+            old_tree,
+            env,
+        ),
+        "new (uvicorn)": _start_server(
+            [sys.executable, "-m", "serve", str(export_dir), "--port", "0"],
+            ROOT,
+            dict(env, PYTHONPATH=str(ROOT)),
+        ),
+    }
     try:
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/", process.stdout.readline())
-        if not match:
-            raise RuntimeError("server did not start: " + process.stderr.read()[-2000:])
-        port = int(match.group(1))
-        endpoints = [
-            ("/health", "/health"),
-            ("/api/samples n=1 (npy)", "/api/samples?category=0&n=1&seed={i}"),
-            ("/api/grid.png n=16", "/api/grid.png?category=0&n=16&seed={i}"),
-        ]
-        for name, template in endpoints:
-            for clients in clients_list:
-                per_client = max(1, requests // clients)
-                errors = []
-
-                def client(
-                    offset, per_client=per_client, template=template, errors=errors
-                ):
-                    # One keep-alive connection per client, loopback only.
-                    connection = http.client.HTTPConnection(
-                        "127.0.0.1", port, timeout=60
-                    )
-                    for i in range(per_client):
-                        connection.request("GET", template.format(i=offset + i))
-                        response = connection.getresponse()
-                        response.read()
-                        if response.status != 200:
-                            errors.append(response.status)
-                    connection.close()
-
-                client(10**6)  # warm-up (loads the task's model)
-                threads = [
-                    threading.Thread(target=client, args=(k * per_client,))
-                    for k in range(clients)
-                ]
-                start = time.perf_counter()
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
-                elapsed = time.perf_counter() - start
-                rate = clients * per_client / elapsed
-                rows.append(
-                    {
-                        "endpoint": name,
-                        "clients": clients,
-                        "requests": clients * per_client,
-                        "requests_per_s": rate,
-                        "errors": len(errors),
-                    }
-                )
-                print(
-                    f"  HTTP {name:28s} clients {clients}: {rate:8.0f} req/s"
-                    f"{'  ERRORS ' + str(len(errors)) if errors else ''}",
-                    flush=True,
-                )
+        for name, (_, port) in servers.items():
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health") as reply:
+                has_broken = "broken" in json.loads(reply.read())
+            if has_broken != name.startswith("new"):  # keep the comparison honest
+                raise RuntimeError(f"{name} is not the server it should be")
+        cells: dict[tuple, list[dict]] = {}
+        for round_ in range(rounds):
+            for n in HTTP_SAMPLES:
+                for clients in HTTP_CLIENTS:
+                    for name, (_, port) in servers.items():
+                        result = asyncio.run(
+                            _Load(port, n).run(clients, warmup, window)
+                        )
+                        cells.setdefault((n, clients, name), []).append(result)
+                        rate = result["requests"] / result["seconds"]
+                        print(
+                            f"  round {round_ + 1} n={n:3d} clients={clients:3d} "
+                            f"{name:18s} {rate:8.1f} req/s",
+                            flush=True,
+                        )
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-    return rows
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait(timeout=30)
+    rows = []
+    for (n, clients, name), results in cells.items():
+        latencies = np.sort(np.concatenate([r["latencies"] for r in results]))
+        rates = [r["requests"] / r["seconds"] for r in results]
+        rows.append(
+            {
+                "server": name,
+                "n": n,
+                "clients": clients,
+                "requests_per_s": statistics.median(rates),
+                "requests_per_s_rounds": rates,
+                "images_per_s": statistics.median(rates) * n,
+                "p50_ms": float(np.percentile(latencies, 50) * 1000),
+                "p99_ms": float(np.percentile(latencies, 99) * 1000),
+                "requests": int(sum(r["requests"] for r in results)),
+                "errors": int(sum(r["errors"] for r in results)),
+            }
+        )
+    return {
+        "rows": rows,
+        "targets": _targets(rows),
+        "window_s": window,
+        "warmup_s": warmup,
+        "rounds": rounds,
+        "old_server_commit": OLD_SERVER_COMMIT,
+        "cpus_allowed": len(os.sched_getaffinity(0)),
+        "load_average": os.getloadavg()[0],
+    }
+
+
+def _row(rows: list[dict], server: str, n: int, clients: int) -> dict:
+    return next(
+        r
+        for r in rows
+        if r["server"].startswith(server) and r["n"] == n and r["clients"] == clients
+    )
+
+
+def _targets(rows: list[dict]) -> dict:
+    new, old = _row(rows, "new", 1, 64), _row(rows, "old", 1, 64)
+    speedup = new["requests_per_s"] / old["requests_per_s"]
+    tails = {
+        f"n={n}": _row(rows, "new", n, 8)["p99_ms"] / _row(rows, "new", n, 8)["p50_ms"]
+        for n in HTTP_SAMPLES
+    }
+    return {
+        "speedup_64_clients_n1": speedup,
+        "speedup_target_met": speedup >= 2,
+        "p99_over_p50_8_clients": tails,
+        "tail_target_met": all(ratio <= 3 for ratio in tails.values()),
+    }
 
 
 def build_and_export(
@@ -299,6 +482,22 @@ def build_and_export(
 
 def _markdown(report: dict) -> str:
     lines = ["# Serving throughput", ""]
+    measured = report.get("measured_in_last_run")
+    if measured and set(measured) != set(SECTIONS):
+        lines += [
+            f"The last run measured only: {', '.join(measured)}; the other "
+            "tables are from an earlier run.",
+            "",
+        ]
+    if report.get("images_per_s"):
+        lines += _engines_markdown(report)
+    if report.get("http_servers"):
+        lines += _http_markdown(report["http_servers"])
+    return "\n".join(lines) + "\n"
+
+
+def _engines_markdown(report: dict) -> list[str]:
+    lines = []
     machine = report["machine"]
     lines.append(
         f"Machine: {machine['cpus']} CPU(s), {machine['processor']}, shared with "
@@ -342,16 +541,49 @@ def _markdown(report: dict) -> str:
             )
         lines.append(f"| {engine} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("## HTTP requests/s (server in its own process, loopback, keep-alive)")
-    lines.append("")
-    lines.append("| endpoint | clients | requests | requests/s | errors |")
-    lines.append("|---|---:|---:|---:|---:|")
-    for row in report["http"]:
+    return lines
+
+
+def _http_markdown(http: dict) -> list[str]:
+    targets = http["targets"]
+    lines = [
+        "## HTTP servers: stdlib http.server (before) vs uvicorn with batching",
+        "",
+        f"`/api/samples` (`.npy`, uint8) on loopback, each server in its own "
+        f"process, keep-alive clients in one asyncio process; "
+        f"{http['rounds']} rounds of {http['window_s']:g} s (after "
+        f"{http['warmup_s']:g} s of warm-up) per cell, servers alternating. "
+        f"req/s: median round; p50/p99: all rounds' requests. CPUs allowed: "
+        f"{http['cpus_allowed']} (servers and clients together); load average "
+        f"{http['load_average']:.2f} at the end, other jobs running. Old server: "
+        f"`serve/` at commit {http['old_server_commit']}.",
+        "",
+        "| n | clients | server | req/s | images/s | p50 ms | p99 ms | errors |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in sorted(http["rows"], key=lambda r: (r["n"], r["clients"], r["server"])):
         lines.append(
-            f"| {row['endpoint']} | {row['clients']} | {row['requests']} | "
-            f"{row['requests_per_s']:.0f} | {row['errors']} |"
+            f"| {row['n']} | {row['clients']} | {row['server']} | "
+            f"{row['requests_per_s']:.0f} | {row['images_per_s']:.0f} | "
+            f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['errors']} |"
         )
-    return "\n".join(lines) + "\n"
+    tails = ", ".join(
+        f"{name} {ratio:.2f}"
+        for name, ratio in targets["p99_over_p50_8_clients"].items()
+    )
+    lines += [
+        "",
+        f"- 64 clients, n=1: new/old req/s = "
+        f"**{targets['speedup_64_clients_n1']:.2f}x** (target >= 2x: "
+        f"{'met' if targets['speedup_target_met'] else 'not met'}).",
+        f"- 8 clients, new server, p99/p50: {tails} (target <= 3: "
+        f"{'met' if targets['tail_target_met'] else 'not met'}).",
+        "",
+    ]
+    return lines
+
+
+SECTIONS = ("onnxruntime", "keras", "http")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,9 +597,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--train-backend", default="tensorflow")
     parser.add_argument("--keras-backends", default="tensorflow,jax,torch")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated, of {', '.join(SECTIONS)} (default all)",
+    )
     parser.add_argument("--window", type=float, default=0.25, help="seconds per window")
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--http-requests", type=int, default=400)
+    parser.add_argument(
+        "--http-window", type=float, default=3.0, help="seconds per HTTP cell round"
+    )
+    parser.add_argument("--http-warmup", type=float, default=0.5)
+    parser.add_argument("--http-rounds", type=int, default=3)
     parser.add_argument(
         "--wait-idle",
         type=float,
@@ -377,22 +618,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    if not sections or set(sections) - set(SECTIONS):
+        parser.error(f"--sections takes {', '.join(SECTIONS)}")
 
-    report: dict = {
-        "machine": {
+    previous = args.out / "serve_throughput.json"
+    report: dict = json.loads(previous.read_text()) if previous.is_file() else {}
+    # The stdlib server's table, replaced by http_servers.
+    report.pop("http", None)
+    report.get("machine", {}).get("idle_before_section", {}).pop("http", None)
+    engines = "onnxruntime" in sections or "keras" in sections
+    if engines:
+        report["machine"] = {
             "cpus": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),
             "load_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "idle_before_section": {},
         }
-    }
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work_dir or Path(scratch)
         if args.export_dir:
-            export_dir, gan_path, report["export_seconds"] = (
-                args.export_dir,
-                args.gan,
-                None,
-            )
+            export_dir, gan_path = args.export_dir, args.gan
+            if engines:
+                report["export_seconds"] = None
         else:
             run_dir, export_dir, seconds = build_and_export(
                 args.tasks, args.train_backend, work
@@ -403,25 +651,36 @@ def main(argv: list[str] | None = None) -> int:
 
         exports = ExportDirectory(export_dir)
         task_dir = exports.sampler(exports.latest()).directory
-        print(f"benchmarking {task_dir}", flush=True)
-        idle = report["machine"]["idle_before_section"] = {}
-        idle["onnxruntime"] = wait_idle(args.wait_idle)
-        rows = bench_onnxruntime(task_dir, args.window, args.repeats)
-        if gan_path:
-            for backend in filter(None, args.keras_backends.split(",")):
-                idle[f"keras-{backend}"] = wait_idle(args.wait_idle)
-                rows += bench_keras(gan_path, backend, args.window, args.repeats)
-        report["images_per_s"] = rows
-        idle["http"] = wait_idle(args.wait_idle)
-        report["http"] = bench_http(export_dir, args.http_requests)
-    from importlib.metadata import version
+        print(f"benchmarking {task_dir.name} of {export_dir}", flush=True)
+        if engines:
+            idle = report["machine"]["idle_before_section"]
+            rows = []
+            if "onnxruntime" in sections:
+                idle["onnxruntime"] = wait_idle(args.wait_idle)
+                rows += bench_onnxruntime(task_dir, args.window, args.repeats)
+            if "keras" in sections and gan_path:
+                for backend in filter(None, args.keras_backends.split(",")):
+                    idle[f"keras-{backend}"] = wait_idle(args.wait_idle)
+                    rows += bench_keras(gan_path, backend, args.window, args.repeats)
+            report["images_per_s"] = rows
+            from importlib.metadata import version
 
-    report["versions"] = {
-        name: version(name) for name in ("onnxruntime", "numpy", "keras", "onnx")
-    }
-    report["machine"]["load_after"] = (
-        os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    )
+            report["versions"] = {
+                name: version(name)
+                for name in ("onnxruntime", "numpy", "keras", "onnx")
+            }
+            report["machine"]["load_after"] = os.getloadavg()[0]
+        if "http" in sections:
+            wait_idle(args.wait_idle)
+            (work / "http").mkdir(exist_ok=True)
+            report["http_servers"] = bench_servers(
+                export_dir,
+                work / "http",
+                args.http_window,
+                args.http_warmup,
+                args.http_rounds,
+            )
+    report["measured_in_last_run"] = sections
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serve_throughput.json").write_text(json.dumps(report, indent=2) + "\n")
     markdown = _markdown(report)

@@ -1,7 +1,9 @@
-"""``python -m export RUN_DIR [--out EXPORT_DIR] [--tasks 1 3 5-7]``.
+"""``python -m export RUN_DIR [--out EXPORT_DIR] [--tasks 1 3 5-7] [--triton REPO]``.
 
 Exports every task (or the chosen 1-based tasks) of a training run to
-SavedModel + ONNX with a manifest, and prints one line per task.
+SavedModel + ONNX with a manifest, and prints one line per task. With
+``--triton`` it then writes a Triton model repository of every task in the
+export directory (:mod:`export.triton`).
 Exit status: 0 on success, 1 if any task failed (the others are published),
 2 on bad arguments.
 """
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 
 from export.core import MANIFEST, ExportError, export_run
+from export.triton import MODEL_NAME, check_model_name, write_triton_repository
 
 
 def parse_tasks(values: list[str]) -> list[int]:
@@ -67,11 +70,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=None, help="seconds, whole export"
     )
+    parser.add_argument(
+        "--triton",
+        type=Path,
+        default=None,
+        metavar="REPOSITORY",
+        help="also write a Triton model repository: REPOSITORY/NAME/config.pbtxt "
+        "and REPOSITORY/NAME/<task>/model.onnx",
+    )
+    parser.add_argument(
+        "--triton-name",
+        default=MODEL_NAME,
+        help=f"model name in the Triton repository (default {MODEL_NAME})",
+    )
     args = parser.parse_args(argv)
     try:
         tasks = parse_tasks(args.tasks) if args.tasks else None
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))
+    try:
+        check_model_name(args.triton_name)
+    except ExportError as error:
+        parser.error(f"--triton-name: {error}")
     start = time.perf_counter()
     try:
         paths = export_run(
@@ -94,6 +114,15 @@ def main(argv: list[str] | None = None) -> int:
         parity = f" onnx-vs-keras {diff:.1e}" if diff is not None else ""
         print(f"{path}  task {manifest['task']}  categories [{names}]{parity}")
     print(f"exported {len(paths)} task(s) in {time.perf_counter() - start:.1f}s")
+    if args.triton is not None:
+        export_dir = args.out if args.out is not None else args.run_dir / "export"
+        try:
+            model = write_triton_repository(export_dir, args.triton, args.triton_name)
+        except (ExportError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        versions = sorted(int(p.name) for p in model.iterdir() if p.is_dir())
+        print(f"{model}  Triton model, versions {versions}")
     return 0
 
 

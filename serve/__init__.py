@@ -1,7 +1,7 @@
-"""Serve exported generators with onnxruntime, numpy and Pillow only.
+"""Serve exported generators with onnxruntime, numpy and Pillow.
 
 Nothing here imports Keras, TensorFlow, JAX or torch, so a serving machine
-needs none of them.
+needs none of them; the HTTP server adds FastAPI and uvicorn.
 
 Python::
 
@@ -13,27 +13,42 @@ Command line::
 
     python -m serve.cli EXPORT_DIR --category 7 --n 64 --seed 0 --out grid.png
     python -m serve EXPORT_DIR --port 8000               # HTTP + gallery at /
+
+The HTTP server (:mod:`serve.app`, FastAPI on uvicorn) also speaks the Open
+Inference Protocol v2 (:mod:`serve.oip`); importing ``serve`` does not import
+the HTTP stack.
 """
+
+from importlib.metadata import PackageNotFoundError, version
 
 from serve.errors import (
     CategoryNotLearnedError,
     ExportIntegrityError,
     InvalidParameterError,
+    PayloadTooLargeError,
     ServeError,
     UnknownCategoryError,
+    UnknownModelError,
     UnknownTaskError,
 )
 from serve.images import make_grid, png_bytes, to_uint8
 from serve.sampler import ExportDirectory, Sampler
+
+try:
+    __version__ = version("keras-mergan")
+except PackageNotFoundError:  # run from a source tree that was not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "CategoryNotLearnedError",
     "ExportDirectory",
     "ExportIntegrityError",
     "InvalidParameterError",
+    "PayloadTooLargeError",
     "Sampler",
     "ServeError",
     "UnknownCategoryError",
+    "UnknownModelError",
     "UnknownTaskError",
     "make_grid",
     "png_bytes",

@@ -9,7 +9,8 @@
 ``--task`` defaults to the latest exported task; ``--category`` is a class
 name or index. ``--npy FILE`` also saves the uint8 images ``[n, H, W, C]``.
 Exit status: 0 on success, 2 on a bad request (unknown task or category,
-category not learned yet, bad n), 1 on other errors.
+category not learned yet, bad n), 1 on other errors (``--list``: a task
+that cannot be loaded, listed with its error; the others are listed too).
 """
 
 from __future__ import annotations
@@ -46,11 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         exports = ExportDirectory(args.export_dir)
         if args.list:
-            for task in exports.tasks():
-                manifest = exports.manifest(task)
-                names = [c["name"] for c in manifest["categories"]]
-                print(json.dumps({"task": task, "categories": names}))
-            return 0
+            return _list(exports)
         if args.category is None or args.out is None:
             parser.error("--category and --out are required (or use --list)")
         if not 1 <= args.scale <= 16:
@@ -70,6 +67,21 @@ def main(argv: list[str] | None = None) -> int:
     name = sampler.category_name(sampler.category_index(args.category))
     print(f"wrote {args.out}: {args.n} samples of {name!r} from task {sampler.task}")
     return 0
+
+
+def _list(exports: ExportDirectory) -> int:
+    """One JSON line per task; a task that cannot load is listed with why (exit 1)."""
+    status = 0
+    for task in exports.tasks():
+        try:
+            manifest = exports.manifest(task)
+        except ServeError as error:
+            print(json.dumps({"task": task, "error": error.message}))
+            status = 1
+            continue
+        names = [c["name"] for c in manifest["categories"]]
+        print(json.dumps({"task": task, "categories": names}))
+    return status
 
 
 if __name__ == "__main__":

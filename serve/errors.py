@@ -43,6 +43,19 @@ class UnknownTaskError(ServeError):
     code = "unknown_task"
 
 
+class UnknownModelError(ServeError):
+    """No model of that name on this server (HTTP 404; Open Inference Protocol).
+
+    Example:
+
+    >>> UnknownModelError("unknown model 'x'").status
+    404
+    """
+
+    status = 404
+    code = "unknown_model"
+
+
 class UnknownCategoryError(ServeError):
     """The category is neither a class name nor a class index of the run (HTTP 404)."""
 
@@ -57,8 +70,25 @@ class CategoryNotLearnedError(ServeError):
     code = "category_not_learned"
 
 
-class ExportIntegrityError(ServeError):
-    """An export's files do not match its manifest (HTTP 500: not the client's)."""
+class PayloadTooLargeError(ServeError):
+    """The request, or the response it asks for, exceeds a size limit (HTTP 413).
 
-    status = 500
+    Example:
+
+    >>> PayloadTooLargeError("request body over the limit").to_json()["error"]["code"]
+    'too_large'
+    """
+
+    status = 413
+    code = "too_large"
+
+
+class ExportIntegrityError(ServeError):
+    """A task's export cannot be loaded (HTTP 503: not the client's doing).
+
+    The other tasks keep serving; this one is unavailable until its export
+    is replaced.
+    """
+
+    status = 503
     code = "export_integrity"

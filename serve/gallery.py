@@ -1,9 +1,10 @@
 # ruff: noqa: E501
 # (long lines are HTML and JavaScript)
-"""The gallery page served at ``/``: plain HTML + JS, no external resources.
+"""The pages served at ``/`` (gallery) and ``/docs`` (API reference).
 
-Kept as a Python string so it ships inside the package without package-data
-configuration.
+Plain HTML + JS with no external resources, so both work on a machine
+without internet access. Kept as Python strings so they ship inside the
+package without package-data configuration.
 """
 
 GALLERY_HTML = """<!doctype html>
@@ -171,6 +172,76 @@ $("reseed").addEventListener("click", () => {
   showGrid();
 });
 init();
+</script>
+</body>
+</html>
+"""
+
+API_DOCS_HTML = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>keras-mergan serve: API</title>
+<style>
+  body { font-family: system-ui, sans-serif; margin: 1.5rem; max-width: 60rem; color: #222; }
+  h1 { font-size: 1.4rem; }
+  section { border-top: 1px solid #ddd; padding: 0.6rem 0; }
+  .method { display: inline-block; min-width: 3.5rem; font-weight: bold; color: #1a73e8; }
+  code, pre { font-family: ui-monospace, monospace; }
+  pre { background: #f4f4f4; padding: 0.5rem; overflow-x: auto; font-size: 0.8rem; }
+  table { border-collapse: collapse; margin: 0.4rem 0; font-size: 0.9rem; }
+  td, th { border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: left; }
+</style>
+</head>
+<body>
+<h1 id="title">API</h1>
+<p id="description"></p>
+<p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3).</p>
+<div id="paths">Loading&hellip;</div>
+<script>
+"use strict";
+function element(tag, text) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+async function init() {
+  const spec = await (await fetch("/openapi.json")).json();
+  document.getElementById("title").textContent = spec.info.title + " " + spec.info.version;
+  document.getElementById("description").textContent = spec.info.description || "";
+  const box = document.getElementById("paths");
+  box.replaceChildren();
+  for (const [path, operations] of Object.entries(spec.paths)) {
+    for (const [method, operation] of Object.entries(operations)) {
+      const section = element("section");
+      const heading = element("div");
+      heading.append(element("span", method.toUpperCase()), " ", element("code", path));
+      heading.firstChild.className = "method";
+      section.append(heading, element("div", operation.summary || ""));
+      const parameters = operation.parameters || [];
+      if (parameters.length) {
+        const table = element("table");
+        const header = element("tr");
+        header.append(element("th", "parameter"), element("th", "in"), element("th", "description"));
+        table.append(header);
+        for (const p of parameters) {
+          const row = element("tr");
+          row.append(element("td", p.name + (p.required ? " (required)" : "")),
+                     element("td", p.in), element("td", p.description || ""));
+          table.append(row);
+        }
+        section.append(table);
+      }
+      const body = operation.requestBody && operation.requestBody.content["application/json"];
+      if (body && body.example) {
+        section.append(element("pre", JSON.stringify(body.example)));
+      }
+      box.append(section);
+    }
+  }
+}
+init().catch((e) => { document.getElementById("paths").textContent = "Cannot load /openapi.json: " + e; });
 </script>
 </body>
 </html>

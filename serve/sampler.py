@@ -18,6 +18,7 @@ from serve.errors import (
     CategoryNotLearnedError,
     ExportIntegrityError,
     InvalidParameterError,
+    ServeError,
     UnknownCategoryError,
     UnknownTaskError,
 )
@@ -33,7 +34,8 @@ _TASK_DIR = re.compile(r"^task_(\d+)$")
 _TASK_VALUE = re.compile(r"^\d{1,6}$")
 
 
-def _cpu_count() -> int:
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity on Linux)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
@@ -64,7 +66,10 @@ class ExportDirectory:
             raise FileNotFoundError(f"export directory {self.root} does not exist")
         self._options = sampler_options
         self._lock = threading.Lock()
-        self._samplers: dict[int, tuple[tuple, Sampler]] = {}
+        # A task that cannot load is remembered with its error, so that
+        # health checks and listings do not retry (and re-hash) it until its
+        # export is replaced.
+        self._samplers: dict[int, tuple[tuple, Sampler | ServeError]] = {}
 
     def _task_dirs(self) -> dict[int, Path]:
         if (self.root / MANIFEST).is_file():
@@ -82,15 +87,15 @@ class ExportDirectory:
         return sorted(self._task_dirs())
 
     def latest(self) -> int:
-        tasks = self.tasks()
-        if not tasks:
-            raise UnknownTaskError(f"no exported task in {self.root}", "task")
-        return tasks[-1]
+        return _latest(self.tasks())
 
     def resolve_task(self, task: int | str | None) -> int:
         """A task number from an int, a decimal string or ``None``/"latest"."""
+        return self._resolve(task, self.tasks())
+
+    def _resolve(self, task: int | str | None, available: list[int]) -> int:
         if task is None or (isinstance(task, str) and task.strip().lower() == "latest"):
-            return self.latest()
+            return _latest(available)
         if isinstance(task, bool):
             raise InvalidParameterError("task must be an integer or 'latest'", "task")
         if isinstance(task, str):
@@ -105,7 +110,6 @@ class ExportDirectory:
                 f"task must be an integer, got {task!r}", "task"
             )
         task = int(task)
-        available = self.tasks()
         if task not in available:
             raise UnknownTaskError(
                 f"no export for task {task}; exported tasks: "
@@ -118,21 +122,44 @@ class ExportDirectory:
         return self.sampler(task).manifest
 
     def sampler(self, task: int | str | None = None) -> Sampler:
-        """The (cached) sampler of a task, reloaded when its export was replaced."""
-        number = self.resolve_task(task)
-        directory = self._task_dirs().get(number)
-        if directory is None:  # removed between the scan and now
-            raise UnknownTaskError(f"no export for task {number}", "task")
+        """The (cached) sampler of a task, reloaded when its export was replaced.
+
+        A task whose export cannot be loaded raises
+        :class:`~serve.errors.ExportIntegrityError` (a message without
+        absolute paths) every time until its export changes.
+        """
+        found = self._task_dirs()
+        number = self._resolve(task, sorted(found))
+        directory = found[number]
         key = _stat_key(directory / MANIFEST)
         with self._lock:
             cached = self._samplers.get(number)
-            if cached is not None and cached[0] == key:
-                return cached[1]
-            sampler = Sampler(directory, **self._options)
-            self._samplers[number] = (key, sampler)
-            # A replaced sampler is not closed: a request may still be using
-            # it. Its idle pool threads exit when it is garbage collected.
-            return sampler
+            if cached is None or cached[0] != key:
+                try:
+                    loaded: Sampler | ServeError = Sampler(directory, **self._options)
+                except ServeError as error:
+                    loaded = error
+                self._samplers[number] = (key, loaded)
+                # A replaced sampler is not closed: a request may still be
+                # using it. Its idle pool threads exit when it is collected.
+            loaded = self._samplers[number][1]
+        if isinstance(loaded, ServeError):
+            raise loaded
+        return loaded
+
+    def status(self) -> dict[int, str | None]:
+        """Every published task with ``None`` if it loads, else why it does not."""
+        status: dict[int, str | None] = {}
+        for task in self.tasks():
+            try:
+                self.sampler(task)
+            except UnknownTaskError:  # removed since the scan
+                continue
+            except ServeError as error:
+                status[task] = error.message
+            else:
+                status[task] = None
+        return status
 
     def first_task_with(self, class_index: int) -> int | None:
         """The first exported task whose generator knows ``class_index``, if any."""
@@ -184,7 +211,8 @@ class Sampler:
             manifest = _read_manifest(directory / MANIFEST)
             if task is not None and str(task) not in (str(manifest["task"]), "latest"):
                 raise UnknownTaskError(
-                    f"{root} holds task {manifest['task']}, not task {task}", "task"
+                    f"{root.name} holds task {manifest['task']}, not task {task}",
+                    "task",
                 )
         else:
             exports = ExportDirectory(root)
@@ -201,22 +229,35 @@ class Sampler:
         self.seen_classes = [int(c) for c in manifest["seen_classes"]]
         label_dtype = manifest["inputs"]["label"]["dtype"]
         self._label_dtype = np.dtype(label_dtype)
-        self.threads = max(1, int(threads) if threads else _cpu_count())
+        self.threads = max(1, int(threads) if threads else available_cpus())
 
+        # Messages name files relative to the export directory: they reach
+        # HTTP clients, which have no business knowing the server's layout.
+        model_name = f"{directory.name}/{manifest['onnx']['path']}"
         model_path = (directory / manifest["onnx"]["path"]).resolve()
         if directory.resolve() not in model_path.parents:
-            raise ExportIntegrityError(f"{directory}: model path leaves the export")
-        model_bytes = model_path.read_bytes()
+            raise ExportIntegrityError(f"{model_name}: model path leaves the export")
+        try:
+            model_bytes = model_path.read_bytes()
+        except OSError as error:
+            raise ExportIntegrityError(
+                f"{model_name} cannot be read ({error.strerror})"
+            ) from None
         if verify:
             expected = manifest.get("files", {}).get(manifest["onnx"]["path"], {})
             actual = hashlib.sha256(model_bytes).hexdigest()
             if expected.get("sha256") != actual:
                 raise ExportIntegrityError(
-                    f"{model_path} does not match the sha256 in its manifest"
+                    f"{model_name} does not match the sha256 in its manifest"
                 )
         self._model_bytes = model_bytes
         # Small batches run on the caller's thread with this shared session.
-        self._session = self._new_session()
+        try:
+            self._session = self._new_session()
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ExportIntegrityError(
+                f"{model_name} cannot be loaded by onnxruntime ({type(error).__name__})"
+            ) from error
         # Large batches are split over a pool whose threads each own a
         # session: concurrent run() calls on one session share its memory
         # arena and were ~8% slower at batch 64 on 2 cores (measured).
@@ -358,13 +399,22 @@ def _check_int(name: str, value, low: int, high: int) -> int:
     return int(value)
 
 
+def _latest(tasks: list[int]) -> int:
+    if not tasks:
+        raise UnknownTaskError("no exported task yet", "task")
+    return tasks[-1]
+
+
 def _read_manifest(path: Path) -> dict:
+    name = f"{path.parent.name}/{path.name}"
     try:
         manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ExportIntegrityError(f"cannot read {path}: {error}") from None
-    if manifest.get("format") != SUPPORTED_FORMAT:
-        raise ExportIntegrityError(f"{path} is not a keras_mergan generator export")
+    except OSError as error:
+        raise ExportIntegrityError(f"cannot read {name} ({error.strerror})") from None
+    except json.JSONDecodeError as error:
+        raise ExportIntegrityError(f"cannot read {name}: {error}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != SUPPORTED_FORMAT:
+        raise ExportIntegrityError(f"{name} is not a keras_mergan generator export")
     return manifest
 
 

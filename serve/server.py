@@ -1,350 +1,515 @@
-"""HTTP server for exported generators (stdlib ``http.server``, loopback by default).
+"""Run the HTTP server: uvicorn with the httptools parser, hardened.
 
-Endpoints (all GET; errors are JSON ``{"error": {"status", "code", "message",
-"parameter"}}`` with a 4xx status for anything wrong in the request):
-
-``/``                       gallery page (HTML + JS, no external resources)
-``/health``                 ``{"status": "ok", "tasks": [...], "latest": T}``
-``/api/tasks``              every exported task with its learned categories
-``/api/tasks/<T>``          one task's manifest
-``/api/grid.png``           PNG grid; query ``category`` (name or index,
-                            required), ``task`` (number or ``latest``,
-                            default latest), ``n`` (1..max_grid, default 16),
-                            ``seed`` (default 0), ``scale`` (1..8, default 2),
-                            ``columns`` (default near-square)
-``/api/samples``            raw images; same ``category``/``task``/``n``/
-                            ``seed`` plus ``format`` = ``npy`` (default,
-                            uint8 ``[n, H, W, C]``) or ``json``, and
-                            ``dtype`` = ``uint8`` (default) or ``float32``
-                            (generator output in ``value_range``)
+``python -m serve EXPORT_DIR [--host H] [--port P] [...]`` (:func:`main`).
+uvicorn parses HTTP and enforces keep-alive timeouts and a connection
+limit; on top of it :class:`HardenedHttpToolsProtocol` closes connections
+whose request headers do not arrive within ``header_timeout`` (slowloris)
+or whose request is not answered within ``request_timeout`` (a body sent,
+or a response read, too slowly), and refuses request headers over
+``max_header_bytes``. No ``Server`` header is sent.
 """
 
 from __future__ import annotations
 
-import contextlib
+import argparse
+import asyncio
+import gc
+import ipaddress
 import json
 import logging
+import math
 import re
 import socket
+import sys
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from io import BytesIO
-from urllib.parse import parse_qsl, urlsplit
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from serve.errors import InvalidParameterError, ServeError
-from serve.gallery import GALLERY_HTML
-from serve.images import make_grid, png_bytes
+from serve.app import MAX_BODY, MODEL_NAME, AppSettings, create_app
+from serve.batching import MAX_BATCH, MAX_WAIT
+from serve.sampler import MAX_SAMPLES as SAMPLER_MAX_SAMPLES
 from serve.sampler import ExportDirectory
+from serve.service import MAX_GRID, MAX_SAMPLES, MEMORY_BUDGET
 
 log = logging.getLogger("serve")
 
-MAX_GRID = 256
-MAX_SAMPLES = 1024
-_INTEGER = re.compile(r"^[+-]?\d{1,19}$")
-_TASK_PATH = re.compile(r"^/api/tasks/([^/]+)$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-def _integer(query: dict, name: str, default: int, low: int, high: int) -> int:
-    value = query.get(name)
-    if value is None:
-        return default
-    if not _INTEGER.match(value.strip()):
-        raise InvalidParameterError(
-            f"{name} must be an integer, got {value[:64]!r}", name
-        )
-    number = int(value)
-    if not low <= number <= high:
-        raise InvalidParameterError(
-            f"{name} must be in {low}..{high}, got {number}", name
-        )
-    return number
-
-
-class GeneratorService:
-    """What the HTTP handler calls: parameter checking, sampling and encoding.
-
-    Kept apart from the handler so that it can be used and tested without
-    sockets. Every method raises :class:`~serve.errors.ServeError` on bad
-    input.
+@dataclass(frozen=True)
+class ServerLimits:
+    """Connection-level limits of the server (seconds, connections, bytes).
 
     Example:
 
-    >>> # service = GeneratorService(ExportDirectory("runs/x/export"))
-    >>> # png = service.grid_png({"category": "3", "n": "16"})
+    >>> ServerLimits(header_timeout=2).request_timeout
+    60.0
     """
 
-    def __init__(
-        self,
-        exports: ExportDirectory,
-        max_grid: int = MAX_GRID,
-        max_samples: int = MAX_SAMPLES,
-        concurrency: int = 4,
-    ):
-        self.exports = exports
-        self.max_grid = max_grid
-        self.max_samples = max_samples
-        # Bounds how many generator calls run at once, so a burst of large
-        # requests queues instead of exhausting memory.
-        self._slots = threading.BoundedSemaphore(concurrency)
-
-    def health(self) -> dict:
-        tasks = self.exports.tasks()
-        return {"status": "ok", "tasks": tasks, "latest": tasks[-1] if tasks else None}
-
-    def tasks(self) -> dict:
-        entries = []
-        for task in self.exports.tasks():
-            try:
-                manifest = self.exports.manifest(task)
-            except ServeError as error:  # e.g. a corrupt export: list it as such
-                entries.append({"task": task, "error": error.message})
-                continue
-            entries.append(
-                {
-                    "task": task,
-                    "categories": manifest["categories"],
-                    "new_categories": [
-                        c
-                        for c in manifest["categories"]
-                        if c["index"] in manifest.get("task_classes", [])
-                    ],
-                    "latent_dim": manifest["latent_dim"],
-                    "image_shape": manifest["image_shape"],
-                    "value_range": manifest["value_range"],
-                }
-            )
-        latest = entries[-1]["task"] if entries else None
-        limits = {"max_grid": self.max_grid, "max_samples": self.max_samples}
-        return {"tasks": entries, "latest": latest, "limits": limits}
-
-    def task(self, value: str) -> dict:
-        return self.exports.manifest(value)
-
-    def _sample(
-        self, query: dict, allowed: set[str], max_n: int
-    ) -> tuple[np.ndarray, dict]:
-        unknown = sorted(set(query) - allowed)
-        if unknown:
-            raise InvalidParameterError(
-                f"unknown parameter {unknown[0][:64]!r}; "
-                f"allowed: {', '.join(sorted(allowed))}",
-                unknown[0][:64],
-            )
-        if "category" not in query or not query["category"].strip():
-            raise InvalidParameterError(
-                "category is required (a name or an index)", "category"
-            )
-        dtype = query.get("dtype", "uint8")
-        if dtype not in ("uint8", "float32"):
-            raise InvalidParameterError("dtype must be uint8 or float32", "dtype")
-        sampler = self.exports.sampler(query.get("task"))
-        sampler.category_index(query["category"])
-        n = _integer(query, "n", 16, 1, max_n)
-        seed = _integer(query, "seed", 0, 0, 2**63 - 1)
-        raw = dtype == "float32"
-        with self._slots:
-            images = sampler.sample(query["category"], n, seed, raw=raw)
-        return images, {"task": sampler.task, "n": n, "seed": seed}
-
-    def grid_png(self, query: dict) -> bytes:
-        allowed = {"task", "category", "n", "seed", "scale", "columns"}
-        scale = _integer(query, "scale", 2, 1, 8)
-        columns = _integer(query, "columns", 0, 0, MAX_GRID)
-        images, _ = self._sample(query, allowed, self.max_grid)
-        return png_bytes(make_grid(images, columns=columns or None, scale=scale))
-
-    def samples(self, query: dict) -> tuple[bytes, str]:
-        allowed = {"task", "category", "n", "seed", "format", "dtype"}
-        form = query.get("format", "npy")
-        if form not in ("npy", "json"):
-            raise InvalidParameterError("format must be npy or json", "format")
-        images, meta = self._sample(query, allowed, self.max_samples)
-        if form == "json":
-            body = dict(meta, shape=list(images.shape), dtype=str(images.dtype))
-            body["data"] = images.tolist()
-            return json.dumps(body).encode(), "application/json"
-        buffer = BytesIO()
-        np.save(buffer, images, allow_pickle=False)
-        return buffer.getvalue(), "application/octet-stream"
+    header_timeout: float = 10.0
+    request_timeout: float = 60.0
+    keep_alive: float = 5.0
+    limit_concurrency: int = 256
+    max_header_bytes: int = 64 * 2**10
 
 
-class Handler(BaseHTTPRequestHandler):
-    """Routes GET requests to a :class:`GeneratorService`; no error escapes.
+class _HeaderTooLarge(Exception):
+    pass
 
-    Use :func:`make_server`, which binds a service to a subclass.
+
+class HardenedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with header/request deadlines and a header cap.
+
+    Every moment of a connection is covered by one deadline: uvicorn's
+    keep-alive timeout while idle between requests, ``header_timeout`` from
+    the first byte of a request (or the connection's opening) until its
+    headers are complete, then ``request_timeout`` until its response is
+    sent. A deadline that passes aborts the connection. Use
+    :func:`hardened_protocol` to bind limits.
 
     Example:
 
-    >>> # server = make_server("runs/x/export", port=8000); server.serve_forever()
+    >>> # uvicorn.Config(app, http=hardened_protocol(ServerLimits()))
     """
 
-    service: GeneratorService  # set on the subclass made by make_server
-    protocol_version = "HTTP/1.1"
-    server_version = "keras-mergan-serve/1"
-    quiet = True
+    limits = ServerLimits()
 
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes; without TCP_NODELAY,
-        # Nagle + delayed ACK stall every keep-alive response by ~40 ms.
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._request_timer: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+        self._too_large = False
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        try:
-            self._route()
-        except ServeError as error:
-            self._send_json(error.to_json(), error.status)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-        except Exception:
-            log.exception("internal error on %s", self.path)
-            self._send_json(
-                {
-                    "error": {
-                        "status": 500,
-                        "code": "internal",
-                        "message": "internal error",
-                    }
-                },
-                500,
-            )
+    def _arm(self, seconds: float) -> asyncio.TimerHandle:
+        return self.loop.call_later(seconds, self._expire)
 
-    def _route(self) -> None:
-        url = urlsplit(self.path)
-        path = url.path
-        query = self._query(url.query)
-        service = self.service
-        if path in ("/", "/index.html"):
-            self._send(GALLERY_HTML.encode(), "text/html; charset=utf-8")
-        elif path == "/health":
-            self._send_json(service.health())
-        elif path == "/api/tasks":
-            self._send_json(service.tasks())
-        elif match := _TASK_PATH.match(path):
-            self._send_json(service.task(match.group(1)))
-        elif path == "/api/grid.png":
-            self._send(service.grid_png(query), "image/png")
-        elif path == "/api/samples":
-            body, content_type = service.samples(query)
-            self._send(body, content_type)
-        else:
-            self._send_json(
-                {
-                    "error": {
-                        "status": 404,
-                        "code": "not_found",
-                        "message": f"no such endpoint {path[:100]!r}; see / for "
-                        "the gallery, "
-                        "/health, /api/tasks, /api/grid.png, /api/samples",
-                    }
-                },
-                404,
-            )
+    def _expire(self) -> None:
+        self._header_timer = self._request_timer = None
+        if not self.transport.is_closing():
+            log.debug("closing a connection that passed its deadline")
+            # abort, not close: close would wait for a client that does not
+            # read to take the buffered response.
+            self.transport.abort()
 
     @staticmethod
-    def _query(text: str) -> dict[str, str]:
-        try:
-            pairs = parse_qsl(
-                text,
-                keep_blank_values=True,
-                strict_parsing=bool(text),
-                max_num_fields=32,
-            )
-        except ValueError as error:
-            raise InvalidParameterError(f"malformed query string: {error}") from None
-        query: dict[str, str] = {}
-        for key, value in pairs:
-            if key in query:
-                raise InvalidParameterError(
-                    f"parameter {key[:64]!r} given twice", key[:64]
-                )
-            query[key] = value
-        return query
+    def _cancel(timer: asyncio.TimerHandle | None) -> None:
+        if timer is not None:
+            timer.cancel()
 
-    def _send(self, body: bytes, content_type: str, status: int = 200) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)
+        self._header_timer = self._arm(self.limits.header_timeout)
 
-    def _send_json(self, body: dict, status: int = 200) -> None:
-        self._send(json.dumps(body).encode(), "application/json", status)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel(self._header_timer)
+        self._cancel(self._request_timer)
+        self._header_timer = self._request_timer = None
+        super().connection_lost(exc)
 
-    def send_error(
-        self, code: int, message: str | None = None, explain: str | None = None
-    ):
-        """http.server's own errors (bad request line, 414...) as JSON too.
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if (
+            self._header_timer is None
+            and self._request_timer is None
+            and self.timeout_keep_alive_task is None
+            and not self.transport.is_closing()
+        ):
+            # Bytes that start no request (blank lines) cancelled the
+            # keep-alive timeout: they must not hold the connection forever.
+            self._header_timer = self._arm(self.limits.header_timeout)
 
-        It answers 501 to an unknown method and 505 to an unknown HTTP
-        version; both are the client's doing, so they become 405 and 400.
-        """
-        code = {501: 405, 505: 400}.get(code, code)
-        # A one-word request line parses as HTTP/0.9, which would get a body
-        # without status line or headers; nobody speaks 0.9, answer in 1.0.
-        if getattr(self, "request_version", None) == "HTTP/0.9":
-            self.request_version = "HTTP/1.0"
-        try:
-            reason = HTTPStatus(code).phrase
-        except ValueError:
-            reason = ""
-        self.close_connection = True
-        body = {"error": {"status": code, "code": "http", "message": message or reason}}
-        try:
-            self._send_json(body, code)
-        except OSError:
-            pass
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_bytes = 0
+        if self._header_timer is None:
+            self._header_timer = self._arm(self.limits.header_timeout)
 
-    def _method_not_allowed(self) -> None:
-        self.close_connection = True
-        self._send_json(
-            {
-                "error": {
-                    "status": 405,
-                    "code": "method_not_allowed",
-                    "message": f"{self.command} is not supported; use GET",
-                }
-            },
-            405,
+    def _count(self, nbytes: int) -> None:
+        self._header_bytes += nbytes
+        if self._header_bytes > self.limits.max_header_bytes:
+            self._too_large = True
+            raise _HeaderTooLarge  # httptools reports it as a parser error
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._cancel(self._header_timer)
+        self._header_timer = None
+        if self._request_timer is None:
+            self._request_timer = self._arm(self.limits.request_timeout)
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        pipelined = bool(self.pipeline)
+        self._cancel(self._request_timer)
+        self._request_timer = None
+        super().on_response_complete()
+        if pipelined and not self.transport.is_closing():
+            self._request_timer = self._arm(self.limits.request_timeout)
+
+    def send_400_response(self, msg: str) -> None:
+        """Unparseable requests get JSON like every other error, then a close."""
+        status = 431 if self._too_large else 400
+        message = (
+            f"request headers over {self.limits.max_header_bytes} bytes"
+            if self._too_large
+            else "malformed HTTP request"
         )
+        body = json.dumps(
+            {"error": {"status": status, "code": "http", "message": message}}
+        ).encode()
+        content = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: application/json\r\n",
+                b"content-length: " + str(len(body)).encode() + b"\r\n",
+                b"connection: close\r\n\r\n",
+                body,
+            ]
+        )
+        self.transport.write(b"".join(content))
+        self.transport.close()
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed  # noqa: N815
 
-    def do_HEAD(self) -> None:  # noqa: N802
-        self.do_GET()
+def hardened_protocol(limits: ServerLimits) -> type[HardenedHttpToolsProtocol]:
+    """A :class:`HardenedHttpToolsProtocol` bound to ``limits``."""
+    return type(
+        "BoundHardenedHttpToolsProtocol",
+        (HardenedHttpToolsProtocol,),
+        {"limits": limits},
+    )
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002
-        if not self.quiet:
-            super().log_message(format, *args)
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``port=0``: any free port)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        # Listening from now on: clients that connect while the app starts
+        # wait in the backlog instead of being refused.
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def make_server(
-    export_dir: str,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    *,
-    max_grid: int = MAX_GRID,
-    max_samples: int = MAX_SAMPLES,
-    quiet: bool = True,
-    threads: int | None = None,
-) -> ThreadingHTTPServer:
-    """A ready-to-run ThreadingHTTPServer (``port=0`` picks a free port).
+    app: FastAPI, limits: ServerLimits = ServerLimits(), *, access_log: bool = False
+) -> uvicorn.Server:
+    """A uvicorn server for ``app``; run it with ``server.run(sockets=[bind(...)])``.
 
     Example:
 
-    >>> # server = make_server("runs/x/export", port=0)
-    >>> # threading.Thread(target=server.serve_forever, daemon=True).start()
+    >>> # make_server(create_app("runs/x/export")).run(sockets=[bind("::1", 0)])
     """
-    exports = ExportDirectory(export_dir, threads=threads)
-    service = GeneratorService(exports, max_grid=max_grid, max_samples=max_samples)
-    handler = type("BoundHandler", (Handler,), {"service": service, "quiet": quiet})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    config = uvicorn.Config(
+        app,
+        http=hardened_protocol(limits),
+        loop="asyncio",
+        lifespan="on",
+        timeout_keep_alive=limits.keep_alive,
+        limit_concurrency=limits.limit_concurrency,
+        server_header=False,
+        proxy_headers=False,
+        access_log=access_log,
+        log_level="info" if access_log else "warning",
+    )
+    return uvicorn.Server(config)
+
+
+class RunningServer:
+    """A server running on a background thread (tests, notebooks, benchmarks).
+
+    Example:
+
+    >>> # with start_in_thread(create_app("runs/x/export")) as running:
+    >>> #     urllib.request.urlopen(running.url + "/health")
+    """
+
+    def __init__(self, server: uvicorn.Server, sock: socket.socket):
+        self.server = server
+        host, port = sock.getsockname()[:2]
+        self.url = (
+            f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+        )
+        self._thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
+        self._sock = sock
+
+    def start(self, timeout: float = 60) -> RunningServer:
+        self._thread.start()
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the server stopped while starting")
+            self._thread.join(0.01)
+            timeout -= 0.01
+            if timeout <= 0:
+                raise TimeoutError("the server did not start")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(30)
+        self._sock.close()
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def start_in_thread(
+    app: FastAPI,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    limits: ServerLimits = ServerLimits(),
+) -> RunningServer:
+    """Serve ``app`` from a daemon thread; returns once it accepts connections."""
+    return RunningServer(make_server(app, limits), bind(host, port)).start()
+
+
+# --- command line -------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line, no usage dump: the flag and what is wrong with it."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _number(kind, text: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value):
+        wanted = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text[:32]!r}")
+    return value
+
+
+def _ranged(kind, low, high):
+    def check(text: str):
+        value = _number(kind, text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}..{high}, got {value}")
+        return value
+
+    return check
+
+
+def _positive(kind):
+    def check(text: str):
+        value = _number(kind, text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+        return value
+
+    return check
+
+
+def _model_name(text: str) -> str:
+    if not _MODEL_NAME.match(text):
+        raise argparse.ArgumentTypeError(
+            "must be 1-64 letters, digits, '_', '.' or '-'"
+        )
+    return text
+
+
+def _hosts(text: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip() for h in text.split(","))
+    for host in hosts:
+        if not host or " " in host:
+            raise argparse.ArgumentTypeError(
+                f"expected host names separated by commas, got {text[:64]!r}"
+            )
+        if "*" in host[1:] or (host.startswith("*") and not host.startswith("*.")):
+            raise argparse.ArgumentTypeError(
+                f"a wildcard is allowed only as a leading '*.', got {host[:64]!r}"
+            )
+    return hosts
+
+
+def build_parser(prog: str = "python -m serve") -> argparse.ArgumentParser:
+    """The server's command line (``keras-mergan serve`` uses the same flags)."""
+    parser = _Parser(
+        prog=prog,
+        description="Serve exported generators over HTTP: REST API, gallery at /, "
+        "API reference at /docs, Open Inference Protocol v2 at /v2.",
+    )
+    parser.add_argument("export_dir", help="export directory (task_XX/manifest.json)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default loopback only)"
+    )
+    parser.add_argument(
+        "--port", type=_ranged(int, 0, 65535), default=8000, help="0: any free port"
+    )
+    parser.add_argument(
+        "--max-grid",
+        type=_ranged(int, 1, 4096),
+        default=MAX_GRID,
+        help=f"most samples in a PNG grid (default {MAX_GRID})",
+    )
+    parser.add_argument(
+        "--max-samples",
+        type=_ranged(int, 1, SAMPLER_MAX_SAMPLES),
+        default=MAX_SAMPLES,
+        help=f"most samples per /api/samples or inference request "
+        f"(default {MAX_SAMPLES})",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_ranged(int, 1, 1024),
+        default=None,
+        help="inference threads (default: the CPUs this process may use)",
+    )
+    parser.add_argument(
+        "--model-name",
+        type=_model_name,
+        default=MODEL_NAME,
+        help=f"model name in the Open Inference Protocol (default {MODEL_NAME})",
+    )
+    parser.add_argument(
+        "--max-batch",
+        type=_ranged(int, 1, 65536),
+        default=MAX_BATCH,
+        help=f"most rows merged into one onnxruntime call (default {MAX_BATCH})",
+    )
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=_ranged(float, 0, 1000),
+        default=MAX_WAIT * 1000,
+        help=f"most ms a batch waits for more requests (default {MAX_WAIT * 1000:g})",
+    )
+    parser.add_argument(
+        "--memory-mb",
+        type=_positive(int),
+        default=MEMORY_BUDGET // 2**20,
+        help="MiB that requests in flight may hold together "
+        f"(default {MEMORY_BUDGET // 2**20})",
+    )
+    parser.add_argument(
+        "--max-body-kb",
+        type=_positive(int),
+        default=MAX_BODY // 2**10,
+        help=f"request body limit in KiB (default {MAX_BODY // 2**10})",
+    )
+    defaults = ServerLimits()
+    parser.add_argument(
+        "--limit-concurrency",
+        type=_positive(int),
+        default=defaults.limit_concurrency,
+        help="connections + requests at once; beyond, 503 "
+        f"(default {defaults.limit_concurrency})",
+    )
+    parser.add_argument(
+        "--timeout-keep-alive",
+        type=_positive(float),
+        default=defaults.keep_alive,
+        help=f"seconds an idle connection stays open (default {defaults.keep_alive:g})",
+    )
+    parser.add_argument(
+        "--timeout-header",
+        type=_positive(float),
+        default=defaults.header_timeout,
+        help="seconds to receive a request's headers "
+        f"(default {defaults.header_timeout:g})",
+    )
+    parser.add_argument(
+        "--timeout-request",
+        type=_positive(float),
+        default=defaults.request_timeout,
+        help="seconds from a request's headers to the end of its response "
+        f"(default {defaults.request_timeout:g})",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        type=_hosts,
+        default=(),
+        help="comma-separated Host header values to accept, e.g. "
+        "'example.org,*.example.org' (default: any)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m serve") -> int:
+    """Parse the command line, bind, serve until interrupted; the exit status.
+
+    Example:
+
+    >>> # main(["runs/x/export", "--port", "8000"])
+    """
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        exports = ExportDirectory(args.export_dir, threads=args.threads)
+    except OSError as error:
+        parser.error(str(error))
+    settings = AppSettings(
+        max_grid=args.max_grid,
+        max_samples=args.max_samples,
+        max_batch=args.max_batch,
+        batch_wait=args.batch_wait_ms / 1000,
+        memory_budget=args.memory_mb * 2**20,
+        max_body=args.max_body_kb * 2**10,
+        model_name=args.model_name,
+        allowed_hosts=args.allowed_hosts,
+        threads=args.threads,
+    )
+    limits = ServerLimits(
+        header_timeout=args.timeout_header,
+        request_timeout=args.timeout_request,
+        keep_alive=args.timeout_keep_alive,
+        limit_concurrency=args.limit_concurrency,
+    )
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as error:
+        print(
+            f"{prog}: error: cannot listen on {args.host}:{args.port}: "
+            f"{error.strerror or error}",
+            file=sys.stderr,
+        )
+        return 1
+    server = make_server(create_app(exports, settings), limits, access_log=args.verbose)
+    host, port = sock.getsockname()[:2]
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        print(
+            f"warning: listening on {host}, reachable from other machines",
+            file=sys.stderr,
+        )
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving {args.export_dir} on http://{shown}:{port}/", flush=True)
+    # Objects alive now (the app, the sessions) live as long as the server:
+    # keeping them out of the collector's full passes shortens its pauses.
+    gc.freeze()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0

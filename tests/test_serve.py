@@ -1,11 +1,14 @@
 """Serving exported generators: Sampler API, CLI, HTTP server, gallery page.
 
 The export is built from a run trained under the current KERAS_BACKEND (in a
-subprocess, cached); everything under test here uses onnxruntime only.
+subprocess, cached); everything under test here uses onnxruntime only. The
+other serving tests (test_serve_*.py) share this export through
+:func:`cached_export`.
 """
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
@@ -15,7 +18,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +27,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from export import export_run
+from export import MANIFEST, export_run
 from export.synthetic import cached_run
 from serve import (
     CategoryNotLearnedError,
@@ -37,12 +39,25 @@ from serve import (
     UnknownTaskError,
     make_grid,
 )
-from serve.server import make_server
+from serve.app import AppSettings, create_app
+from serve.server import start_in_thread
 
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 CHROMIUM = "/usr/bin/chromium"
 # Serving is onnxruntime alone: the Keras backend of the test process is unused.
 pytestmark = pytest.mark.backend_independent
+
+
+def cached_export(run_cache: Path) -> Path:
+    """The export of the cached synthetic run, made once and shared by modules.
+
+    Tests must not change it: those that break an export work on a copy.
+    """
+    run_dir = cached_run(run_cache, BACKEND)
+    out = run_cache / f"{run_dir.name}-export"
+    if not (out / "task_02" / MANIFEST).is_file():
+        export_run(run_dir, out)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -51,20 +66,15 @@ def run_dir(run_cache) -> Path:
 
 
 @pytest.fixture(scope="module")
-def export_dir(run_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("export")
-    export_run(run_dir, out)
-    return out
+def export_dir(run_cache) -> Path:
+    return cached_export(run_cache)
 
 
 @pytest.fixture(scope="module")
 def server(export_dir):
-    server = make_server(str(export_dir), "127.0.0.1", 0, max_grid=64, max_samples=128)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    app = create_app(export_dir, AppSettings(max_grid=64, max_samples=128))
+    with start_in_thread(app) as running:
+        yield running.url
 
 
 def _get(url: str) -> tuple[int, str, bytes]:
@@ -179,20 +189,26 @@ def test_make_grid_layout():
 def test_serving_imports_no_ml_framework(export_dir, tmp_path):
     script = textwrap.dedent(
         f"""
-        import sys, threading, urllib.request
+        import json, sys, urllib.request
         from serve import Sampler
+        from serve.app import create_app
         from serve.cli import main as cli_main
-        from serve.server import make_server
+        from serve.server import start_in_thread
         Sampler({str(export_dir)!r}).sample("0", 4, seed=0)
         assert cli_main([{str(export_dir)!r}, "--category", "0", "--out",
                          {str(tmp_path / "g.png")!r}]) == 0
-        server = make_server({str(export_dir)!r}, port=0)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        url = "http://127.0.0.1:%d" % server.server_address[1]
-        for path in ("/", "/health", "/api/tasks", "/api/grid.png?category=0&n=4",
-                     "/api/samples?category=0&n=2"):
-            urllib.request.urlopen(url + path).read()
-        server.shutdown()
+        with start_in_thread(create_app({str(export_dir)!r})) as server:
+            for path in ("/", "/docs", "/openapi.json", "/health", "/api/tasks",
+                         "/api/grid.png?category=0&n=4",
+                         "/api/samples?category=0&n=2", "/v2/models/generator"):
+                urllib.request.urlopen(server.url + path).read()
+            z = [0.0] * 128
+            body = json.dumps({{"inputs": [
+                {{"name": "z", "shape": [1, 128], "datatype": "FP32", "data": z}},
+                {{"name": "label", "shape": [1], "datatype": "INT32", "data": [0]}},
+            ]}}).encode()
+            urllib.request.urlopen(
+                server.url + "/v2/models/generator/infer", body).read()
         banned = ("keras", "tensorflow", "jax", "torch", "tf2onnx", "keras_mergan",
                   "export")
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in banned)
@@ -298,7 +314,12 @@ def test_cli_bad_input(export_dir, tmp_path, args, message):
 def test_health_and_tasks(server):
     status, kind, body = _get(server + "/health")
     assert status == 200 and kind == "application/json"
-    assert json.loads(body) == {"status": "ok", "tasks": [1, 2], "latest": 2}
+    assert json.loads(body) == {
+        "status": "ok",
+        "tasks": [1, 2],
+        "latest": 2,
+        "broken": [],
+    }
     tasks = json.loads(_get(server + "/api/tasks")[2])
     assert tasks["latest"] == 2
     assert [t["task"] for t in tasks["tasks"]] == [1, 2]
@@ -393,14 +414,14 @@ def test_bad_requests_get_clear_4xx_json(server):
     assert json.loads(_get(server + "/health")[2])["status"] == "ok"
 
 
-def _raw(server: str, payload: bytes) -> bytes:
+def raw_request(server: str, payload: bytes) -> tuple[int, dict, bytes]:
+    """Send ``payload`` as is; the first response's status, headers and body."""
     host, port = server.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
         sock.sendall(payload)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, dict(response.getheaders()), response.read()
 
 
 @pytest.mark.parametrize(
@@ -409,18 +430,44 @@ def _raw(server: str, payload: bytes) -> bytes:
         b"GARBAGE\r\n\r\n",
         b"GET /health HTTP/9.9\r\n\r\n",
         b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+        b"GET /health HTTP/1.1\r\n" + b"X-Pad: " + b"b" * 70000 + b"\r\n\r\n",
         b"POST /api/grid.png?category=0 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
         b"DELETE /api/tasks/1 HTTP/1.1\r\nConnection: close\r\n\r\n",
         b"GET /api/grid.png?category=\xff\xfe HTTP/1.1\r\nConnection: close\r\n\r\n",
         b"BREW /pot HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
     ],
 )
 def test_malformed_http_gets_4xx(server, payload):
-    response = _raw(server, payload)
-    status = int(response.split(b" ", 2)[1])
-    assert 400 <= status < 500, response[:300]
-    assert json.loads(response.split(b"\r\n\r\n", 1)[1])["error"]["status"] == status
+    status, headers, body = raw_request(server, payload)
+    assert 400 <= status < 500, (status, body[:300])
+    assert json.loads(body)["error"]["status"] == status
+    assert "server" not in {name.lower() for name in headers}
     assert _get(server + "/health")[0] == 200
+
+
+def test_http_09_request_line_gets_a_status_line(server):
+    # The stdlib server answered a bare "GET /path" with raw HTML and no
+    # status line; httptools parses it and the answer is ordinary HTTP.
+    status, headers, body = raw_request(server, b"GET /health\r\n\r\n")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+
+
+def test_get_body_is_not_a_second_request(server):
+    # The body of a GET is read as its body, not parsed as a pipelined request.
+    body = b"GET /api/tasks HTTP/1.1\r\n\r\n"
+    payload = (
+        b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(payload)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.count(b"HTTP/1.1 ") == 1 and b'"broken"' in received
 
 
 def test_concurrent_requests(server):
