@@ -543,3 +543,13 @@ def test_gallery_shows_generated_images(server, tmp_path):
     assert region.std() > 20 and len(np.unique(region)) > 50
     blank = pixels[200:500, 700:980]  # right of the grid: page background only
     assert blank.std() < 1
+
+
+def test_keras_mergan_serve_is_the_server_command(tmp_path, capsys):
+    from keras_mergan import cli
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["serve", str(tmp_path / "absent"), "--port", "0"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("keras-mergan serve: error:") and "does not exist" in error
