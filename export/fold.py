@@ -94,12 +94,29 @@ def fold_generator(generator: keras.Model) -> tuple[keras.Model, int]:
 
     >>> # inference, count = fold_generator(gan.generator)
     """
+    return _float32_copy(generator, fold=True)
+
+
+def float32_generator(generator: keras.Model) -> keras.Model:
+    """``generator`` computing in float32 with the same weights, nothing folded.
+
+    What an export of a mixed-precision generator computes, before the fold:
+    the reference its exports are checked against.
+
+    Example:
+
+    >>> # reference = float32_generator(gan.generator)
+    """
+    return _float32_copy(generator, fold=False)[0]
+
+
+def _float32_copy(generator: keras.Model, fold: bool) -> tuple[keras.Model, int]:
     folded = 0
     rebuilt = []
 
     def clone(layer):
         nonlocal folded
-        if isinstance(layer, ConditionalBatchNormalization):
+        if fold and isinstance(layer, ConditionalBatchNormalization):
             folded += 1
             scale, shift = folded_tables(layer)
             return FoldedConditionalBatchNorm(scale, shift, name=layer.name)
