@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keras_mergan.methods import METHODS
+from keras_mergan.precision import PRECISIONS
 from keras_mergan.presets import DEFAULT_PRESET, PRESETS
 
 ARCHITECTURES = ("dcgan", "resnet")
 # Channels of the first critic / last generator convolution in each
 # architecture's paper: MeRGAN's DCGAN-32 and WGAN-GP's ResNet.
 DEFAULT_WIDTHS = {"dcgan": 32, "resnet": 64}
-PRECISIONS = ("auto", "float32", "bfloat16")
 SCALINGS = ("reference", "mean")
 
 
