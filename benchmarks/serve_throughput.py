@@ -12,7 +12,7 @@ Without ``--export-dir`` it trains a synthetic 10-task DCGAN-32 run (one
 step per task, under ``--train-backend``), times ``export_run`` on it (target:
 under 2 minutes on CPU) and benchmarks the export of the last task:
 
-- ``onnxruntime``: images/s at batch 1, 64 and 1000 (the ``serve.Sampler``
+- ``onnxruntime``: images/s at batch 1, 64 and 1000 (the ``keras_mergan.serve.Sampler``
   path, and plain sessions with 1 and N intra-op threads);
 - ``keras``: Keras ``generator.predict_on_batch`` under each Keras backend
   (each in its own subprocess, loading the same ``gan.keras``);
@@ -114,8 +114,7 @@ def _summary(windows: list[tuple[float, float]]) -> dict:
 def bench_onnxruntime(task_dir: Path, window: float, repeats: int) -> list[dict]:
     """Sampler vs plain sessions; windows interleaved so all see the same load."""
     import onnxruntime as ort
-
-    from serve import Sampler
+    from keras_mergan.serve import Sampler
 
     sampler = Sampler(task_dir)
     engines = {
@@ -374,13 +373,21 @@ def bench_servers(
     old_tree = old_server_tree(work / "old_server")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     servers = {
+        # The old tree predates the keras_mergan.serve namespace.
         "old (http.server)": _start_server(
             [sys.executable, "-m", "serve", str(export_dir), "--port", "0"],
             old_tree,
             env,
         ),
         "new (uvicorn)": _start_server(
-            [sys.executable, "-m", "serve", str(export_dir), "--port", "0"],
+            [
+                sys.executable,
+                "-m",
+                "keras_mergan.serve",
+                str(export_dir),
+                "--port",
+                "0",
+            ],
             ROOT,
             dict(env, PYTHONPATH=str(ROOT)),
         ),
@@ -466,8 +473,8 @@ def _targets(rows: list[dict]) -> dict:
 def build_and_export(
     num_tasks: int, backend: str, work: Path
 ) -> tuple[Path, Path, float]:
-    from export import export_run
-    from export.synthetic import cached_run
+    from keras_mergan.export import export_run
+    from keras_mergan.export.synthetic import cached_run
 
     print(f"building a synthetic {num_tasks}-task run under {backend} ...", flush=True)
     run_dir = cached_run(work / "runs", backend, num_tasks=num_tasks)
@@ -647,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             report["export_seconds"], report["num_tasks"] = seconds, args.tasks
             gan_path = run_dir / f"task_{args.tasks:02d}" / "gan.keras"
-        from serve import ExportDirectory
+        from keras_mergan.serve import ExportDirectory
 
         exports = ExportDirectory(export_dir)
         task_dir = exports.sampler(exports.latest()).directory

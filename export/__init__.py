@@ -2,11 +2,11 @@
 
 Usage::
 
-    python -m export RUN_DIR [--out EXPORT_DIR] [--tasks 1 3 5-7]
+    python -m keras_mergan.export RUN_DIR [--out EXPORT_DIR] [--tasks 1 3 5-7]
 
 or from Python (the training CLI calls :func:`export_task` at each task end)::
 
-    from export import export_run, export_task
+    from . import export_run, export_task
     export_run("runs/digits_ra")          # -> [.../export/task_01, ...]
     export_task("runs/digits_ra", 3)      # -> .../export/task_03
 
@@ -14,7 +14,7 @@ Importing this package does not import Keras or TensorFlow: the export runs
 in a TensorFlow subprocess.
 """
 
-from export.core import (
+from .core import (
     MANIFEST,
     ExportError,
     export_run,

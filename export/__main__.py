@@ -1,9 +1,9 @@
-"""``python -m export RUN_DIR [--out EXPORT_DIR] [--tasks 1 3 5-7] [--triton REPO]``.
+"""``keras-mergan export RUN_DIR [--out DIR] [--tasks 1 3 5-7] [--triton REPO]``.
 
 Exports every task (or the chosen 1-based tasks) of a training run to
 SavedModel + ONNX with a manifest, and prints one line per task. With
 ``--triton`` it then writes a Triton model repository of every task in the
-export directory (:mod:`export.triton`).
+export directory (:mod:`keras_mergan.export.triton`).
 Exit status: 0 on success, 1 if any task failed (the others are published),
 2 on bad arguments.
 """
@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from export.core import MANIFEST, ExportError, export_run
-from export.triton import MODEL_NAME, check_model_name, write_triton_repository
+from .core import MANIFEST, ExportError, export_run
+from .triton import MODEL_NAME, check_model_name, write_triton_repository
 
 
 def parse_tasks(values: list[str]) -> list[int]:
@@ -42,9 +42,11 @@ def parse_tasks(values: list[str]) -> list[int]:
     return sorted(set(tasks))
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None, prog: str = "python -m keras_mergan.export"
+) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m export",
+        prog=prog,
         description="Export each task's conditional generator to SavedModel and ONNX.",
     )
     parser.add_argument("run_dir", type=Path, help="training run directory (run.json)")

@@ -1,4 +1,6 @@
-"""The TensorFlow side of an export: run as ``python -m export._worker`` only.
+"""The TensorFlow side of an export: run as a subprocess only.
+
+``python -m keras_mergan.export._worker``, started by :mod:`.core`.
 
 A ``.keras`` file is backend neutral, so whichever backend trained the run,
 this process loads it under ``KERAS_BACKEND=tensorflow`` and writes the
@@ -67,7 +69,7 @@ def export_one(job: dict, opset: int, verify: bool) -> dict:
     import tensorflow as tf
     import tf2onnx
 
-    from export.fold import fold_generator
+    from .fold import fold_generator
 
     started = time.perf_counter()
     # compile=False: the compile config names backend-specific optimizer
@@ -133,7 +135,7 @@ def _verify(generator, out, latent_dim, label_dtype, job) -> dict:
     import onnxruntime as ort
     import tensorflow as tf
 
-    from export.fold import float32_generator
+    from .fold import float32_generator
 
     rng = np.random.default_rng(0)
     num_classes = job.get("num_classes")

@@ -12,7 +12,7 @@ A task is exported into a hidden staging directory beside its final place
 in with one rename, so a reader or a crash never sees a half-written export
 under ``task_03``; the previous export stays in place until the new one is
 complete. The heavy lifting happens in a TensorFlow subprocess
-(:mod:`export._worker`), whatever backend trained the run and whatever
+(:mod:`keras_mergan.export._worker`), whatever backend trained the run and whatever
 backend the calling process uses.
 """
 
@@ -454,7 +454,7 @@ def _run_worker(
     deadline = None if timeout is None else time.monotonic() + timeout
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(
-            [python or sys.executable, "-m", "export._worker"],
+            [python or sys.executable, "-m", "keras_mergan.export._worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,

@@ -8,7 +8,7 @@ differently: an export that ignored the label in batch norm would fail parity.
 
 Run it in a process whose ``KERAS_BACKEND`` is the backend to "train" with::
 
-    KERAS_BACKEND=jax python -m export.synthetic RUN_DIR --tasks 3 --steps 1
+    KERAS_BACKEND=jax python -m keras_mergan.export.synthetic RUN_DIR --tasks 3
 
 Beside the usual files it writes ``RUN_DIR/task_XX/reference.npz``: latent
 vectors, labels and the generator's images computed by the training backend
@@ -60,6 +60,7 @@ def build_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     tasks = [[t % num_classes] for t in range(num_tasks)]
     class_names = [f"class_{c}" if c % 2 else str(c) for c in range(num_classes)]
+
     def build_generator():
         return build_dcgan_generator(num_classes, channels, latent_dim)
 
@@ -234,7 +235,12 @@ def cached_run(
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    command = [sys.executable, "-m", "export.synthetic", str(staging / "run")]
+    command = [
+        sys.executable,
+        "-m",
+        "keras_mergan.export.synthetic",
+        str(staging / "run"),
+    ]
     command += ["--tasks", str(num_tasks), "--channels", str(channels)]
     command += ["--steps", str(steps), "--precision", precision]
     try:

@@ -1,14 +1,14 @@
 """A Triton Inference Server model repository from an export directory.
 
-For deployments that outgrow one ``python -m serve`` process: Triton (or
+For deployments that outgrow one ``python -m keras_mergan.serve`` process: Triton (or
 any server that reads its repository layout) serves the same ONNX files,
 with the same Open Inference Protocol names, so clients do not change::
 
-    python -m export RUN_DIR --triton REPOSITORY [--triton-name generator]
+    python -m keras_mergan.export RUN_DIR --triton REPOSITORY [--triton-name generator]
 
 or from Python::
 
-    from export.triton import write_triton_repository
+    from .triton import write_triton_repository
     write_triton_repository("runs/x/export", "models")
 
 Layout: ``REPOSITORY/<name>/config.pbtxt`` and one version per exported
@@ -27,7 +27,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from export.core import MANIFEST, TASK_DIR, ExportError, publish, sha256_file
+from .core import MANIFEST, TASK_DIR, ExportError, publish, sha256_file
 
 MODEL_NAME = "generator"
 MAX_BATCH_SIZE = 256
@@ -122,7 +122,7 @@ def write_triton_repository(
 
     Each ``model.onnx`` is checked against its manifest's sha256 before it
     is copied. The model directory is built beside its destination and
-    swapped in whole (:func:`export.core.publish`), so a Triton polling the
+    swapped in whole (:func:`keras_mergan.export.core.publish`), so a Triton polling the
     repository never loads a half-written version; other models in
     ``repository`` are left alone.
 

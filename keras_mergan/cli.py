@@ -1,13 +1,33 @@
-"""`keras-mergan` command line: train a method over a task sequence, evaluate a run."""
+"""`keras-mergan` command line: train, evaluate, plot, export, sample, serve."""
 
 import argparse
 import dataclasses
+import importlib
 import os
 import sys
 import typing
 from pathlib import Path
 
 BACKENDS = ("tensorflow", "jax", "torch")
+
+# Commands with a parser of their own: module holding `main(argv, prog)`, help.
+DELEGATED = {
+    "export": (
+        "keras_mergan.export.__main__",
+        "SavedModel + ONNX of each task's generator, and optionally a Triton "
+        "model repository (keras-mergan export --help)",
+    ),
+    "sample": (
+        "keras_mergan.serve.cli",
+        "draw images of a category from exported generators, with "
+        "onnxruntime alone (keras-mergan sample --help)",
+    ),
+    "serve": (
+        "keras_mergan.serve.server",
+        "serve exported generators over HTTP: gallery, JSON API, Open "
+        "Inference Protocol v2 (keras-mergan serve --help)",
+    ),
+}
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -35,13 +55,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="0 silent, 1 progress bar, 2 one line per task (default: 1)",
     )
 
-    # Listed for --help only: main() hands `serve` to the server's own parser.
-    commands.add_parser(
-        "serve",
-        help="serve exported generators over HTTP: gallery, JSON API, Open "
-        "Inference Protocol v2 (keras-mergan serve --help)",
-        add_help=False,
-    )
+    # Listed for --help only: main() hands these to their own parsers, which
+    # run on their own dependencies (onnxruntime for serving, a TensorFlow
+    # subprocess for export) without starting a Keras backend here.
+    for name, (_, help) in DELEGATED.items():
+        commands.add_parser(name, help=help, add_help=False)
     evaluate = commands.add_parser(
         "evaluate",
         help="accuracy, FID and reverse accuracy of a run, per task "
@@ -177,11 +195,9 @@ def _configure_engines(argv) -> None:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["serve"]:
-        # The server runs on onnxruntime alone: no Keras or backend to start.
-        from serve.server import main as serve
-
-        return serve(argv[1:], prog="keras-mergan serve")
+    if argv[:1] and argv[0] in DELEGATED:
+        module = importlib.import_module(DELEGATED[argv[0]][0])
+        return module.main(argv[1:], prog=f"keras-mergan {argv[0]}")
     _configure_engines(argv)
     args = _build_parser().parse_args(argv)
     from keras_mergan.data import DatasetError

@@ -204,7 +204,7 @@ def _train(config: RunConfig, run_dir, verbose: int, log) -> Path:
     if isinstance(gan, UnconditionalReplayGAN):
         hooks.append(_replay_report_hook(gan, stream, dataset, evaluator, config, log))
     if config.export:
-        from export import export_task
+        from keras_mergan.export import export_task
 
         hooks.append(lambda number, folder: export_task(run_dir, number))
     recorder = RunRecorder(

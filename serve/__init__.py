@@ -5,23 +5,23 @@ needs none of them; the HTTP server adds FastAPI and uvicorn.
 
 Python::
 
-    from serve import Sampler
+    from . import Sampler
     sampler = Sampler("runs/digits_ra/export")          # latest task
     images = sampler.sample("7", n=16, seed=0)           # uint8 [16, 32, 32, 1]
 
 Command line::
 
-    python -m serve.cli EXPORT_DIR --category 7 --n 64 --seed 0 --out grid.png
-    python -m serve EXPORT_DIR --port 8000               # HTTP + gallery at /
+    keras-mergan sample EXPORT_DIR --category 7 --n 64 --seed 0 --out grid.png
+    keras-mergan serve EXPORT_DIR --port 8000          # HTTP + gallery at /
 
-The HTTP server (:mod:`serve.app`, FastAPI on uvicorn) also speaks the Open
-Inference Protocol v2 (:mod:`serve.oip`); importing ``serve`` does not import
+The HTTP server (:mod:`.app`, FastAPI on uvicorn) also speaks the Open
+Inference Protocol v2 (:mod:`.oip`); importing this package does not import
 the HTTP stack.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from serve.errors import (
+from .errors import (
     CategoryNotLearnedError,
     ExportIntegrityError,
     InvalidParameterError,
@@ -31,8 +31,8 @@ from serve.errors import (
     UnknownModelError,
     UnknownTaskError,
 )
-from serve.images import make_grid, png_bytes, to_uint8
-from serve.sampler import ExportDirectory, Sampler
+from .images import make_grid, png_bytes, to_uint8
+from .sampler import ExportDirectory, Sampler
 
 try:
     __version__ = version("keras-mergan")

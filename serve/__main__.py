@@ -1,11 +1,11 @@
-"""``python -m serve EXPORT_DIR [--host H] [--port P] ...``: the HTTP server.
+"""``keras-mergan serve EXPORT_DIR [--host H] [--port P] ...``: the HTTP server.
 
-See :func:`serve.server.main` and ``python -m serve --help``.
+See :func:`keras_mergan.serve.server.main` and ``python -m keras_mergan.serve --help``.
 """
 
 import sys
 
-from serve.server import main
+from .server import main
 
 if __name__ == "__main__":
     sys.exit(main())

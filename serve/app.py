@@ -19,9 +19,9 @@ task whose export cannot be loaded):
                       plus ``format`` = ``npy`` (default, uint8 ``[n, H, W,
                       C]``) or ``json``, and ``dtype`` = ``uint8`` (default)
                       or ``float32`` (generator output in ``value_range``)
-``/v2/...``           the Open Inference Protocol (:mod:`serve.oip`)
+``/v2/...``           the Open Inference Protocol (:mod:`keras_mergan.serve.oip`)
 
-Run it with :func:`serve.server.main` (``python -m serve``), or with any
+Run it with :func:`.server.main` (``keras-mergan serve``), or with any
 ASGI server: ``create_app("runs/x/export")`` is the application.
 """
 
@@ -40,20 +40,20 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from serve import __version__
-from serve.batching import MAX_BATCH, MAX_WAIT
-from serve.errors import PayloadTooLargeError
-from serve.gallery import API_DOCS_HTML, GALLERY_HTML
-from serve.oip import oip_router
-from serve.responses import (
+from . import __version__
+from .batching import MAX_BATCH, MAX_WAIT
+from .errors import PayloadTooLargeError
+from .gallery import API_DOCS_HTML, GALLERY_HTML
+from .oip import oip_router
+from .responses import (
     HEADERS,
     GuardedRoute,
     error_response,
     json_response,
     payload_response,
 )
-from serve.sampler import ExportDirectory, available_cpus
-from serve.service import (
+from .sampler import ExportDirectory, available_cpus
+from .service import (
     MAX_GRID,
     MAX_SAMPLES,
     MEMORY_BUDGET,
@@ -181,7 +181,7 @@ def create_app(
     """The FastAPI application serving ``exports``.
 
     Args:
-        exports: an :class:`~serve.sampler.ExportDirectory`, or its path.
+        exports: an :class:`~keras_mergan.serve.sampler.ExportDirectory`, or its path.
         settings: limits, batching and host allow-list.
 
     Example:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serve.errors import PayloadTooLargeError
+from .errors import PayloadTooLargeError
 
 MAX_BATCH = 256
 MAX_WAIT = 0.002
@@ -42,7 +42,7 @@ class DynamicBatcher:
 
     Args:
         run: ``run(z, labels) -> images``, blocking (e.g.
-            :meth:`serve.Sampler.generate`); called from ``executor``.
+            :meth:`keras_mergan.serve.Sampler.generate`); called from ``executor``.
         max_batch: rows per merged call.
         max_wait: seconds the worker may wait for stragglers.
         executor: where ``run`` is called (default: the loop's).

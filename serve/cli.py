@@ -2,9 +2,9 @@
 
 ::
 
-    python -m serve.cli EXPORT_DIR --category 7 [--task 3] [--n 64] [--seed 0] \\
+    keras-mergan sample EXPORT_DIR --category 7 [--task 3] [--n 64] [--seed 0] \\
         [--scale 2] [--columns 8] --out grid.png
-    python -m serve.cli EXPORT_DIR --list
+    keras-mergan sample EXPORT_DIR --list
 
 ``--task`` defaults to the latest exported task; ``--category`` is a class
 name or index. ``--npy FILE`` also saves the uint8 images ``[n, H, W, C]``.
@@ -21,14 +21,16 @@ import sys
 
 import numpy as np
 
-from serve.errors import ServeError
-from serve.images import make_grid, png_bytes
-from serve.sampler import MAX_SAMPLES, ExportDirectory
+from .errors import ServeError
+from .images import make_grid, png_bytes
+from .sampler import MAX_SAMPLES, ExportDirectory
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None, prog: str = "python -m keras_mergan.serve.cli"
+) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m serve.cli",
+        prog=prog,
         description="Sample an exported generator to a PNG grid.",
     )
     parser.add_argument("export_dir")

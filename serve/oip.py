@@ -38,16 +38,16 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from serve import __version__
-from serve.errors import (
+from . import __version__
+from .errors import (
     ExportIntegrityError,
     InvalidParameterError,
     UnknownModelError,
     UnknownTaskError,
 )
-from serve.responses import GuardedRoute, json_response, payload_response
-from serve.sampler import Sampler
-from serve.service import GeneratorService, Payload, json_body, json_held
+from .responses import GuardedRoute, json_response, payload_response
+from .sampler import Sampler
+from .service import GeneratorService, Payload, json_body, json_held
 
 PLATFORM = "onnxruntime_onnx"
 # Python objects per byte of JSON a parsed request holds at most: "0," is

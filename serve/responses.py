@@ -1,7 +1,7 @@
 """Responses of the HTTP API: standard headers, errors as JSON, memory leases.
 
-Shared by the REST routes (:mod:`serve.app`) and the Open Inference Protocol
-routes (:mod:`serve.oip`), whose error bodies differ: ``{"error": {"status",
+Shared by the REST routes (:mod:`.app`) and the Open Inference Protocol
+routes (:mod:`.oip`), whose error bodies differ: ``{"error": {"status",
 "code", "message"}}`` for the first, ``{"error": "message"}`` for the second.
 """
 
@@ -21,11 +21,11 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from serve.batching import Lease
-from serve.errors import ServeError
-from serve.service import Payload
+from .batching import Lease
+from .errors import ServeError
+from .service import Payload
 
-log = logging.getLogger("serve")
+log = logging.getLogger("keras_mergan.serve")
 
 # Sent with every response: nothing here may be cached by a proxy (samples
 # depend on the export currently published) or sniffed into another type.

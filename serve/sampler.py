@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from serve.errors import (
+from .errors import (
     CategoryNotLearnedError,
     ExportIntegrityError,
     InvalidParameterError,
@@ -22,7 +22,7 @@ from serve.errors import (
     UnknownCategoryError,
     UnknownTaskError,
 )
-from serve.images import to_uint8
+from .images import to_uint8
 
 MANIFEST = "manifest.json"
 SUPPORTED_FORMAT = "keras_mergan.generator"
@@ -125,7 +125,7 @@ class ExportDirectory:
         """The (cached) sampler of a task, reloaded when its export was replaced.
 
         A task whose export cannot be loaded raises
-        :class:`~serve.errors.ExportIntegrityError` (a message without
+        :class:`~keras_mergan.serve.errors.ExportIntegrityError` (a message without
         absolute paths) every time until its export changes.
         """
         found = self._task_dirs()

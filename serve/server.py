@@ -1,6 +1,6 @@
 """Run the HTTP server: uvicorn with the httptools parser, hardened.
 
-``python -m serve EXPORT_DIR [--host H] [--port P] [...]`` (:func:`main`).
+``python -m keras_mergan.serve EXPORT_DIR [--host H] [--port P] [...]`` (:func:`main`).
 uvicorn parses HTTP and enforces keep-alive timeouts and a connection
 limit; on top of it :class:`HardenedHttpToolsProtocol` closes connections
 whose request headers do not arrive within ``header_timeout`` (slowloris)
@@ -29,13 +29,13 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from serve.app import MAX_BODY, MODEL_NAME, AppSettings, create_app
-from serve.batching import MAX_BATCH, MAX_WAIT
-from serve.sampler import MAX_SAMPLES as SAMPLER_MAX_SAMPLES
-from serve.sampler import ExportDirectory
-from serve.service import MAX_GRID, MAX_SAMPLES, MEMORY_BUDGET
+from .app import MAX_BODY, MODEL_NAME, AppSettings, create_app
+from .batching import MAX_BATCH, MAX_WAIT
+from .sampler import MAX_SAMPLES as SAMPLER_MAX_SAMPLES
+from .sampler import ExportDirectory
+from .service import MAX_GRID, MAX_SAMPLES, MEMORY_BUDGET
 
-log = logging.getLogger("serve")
+log = logging.getLogger("keras_mergan.serve")
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -350,7 +350,7 @@ def _hosts(text: str) -> tuple[str, ...]:
     return hosts
 
 
-def build_parser(prog: str = "python -m serve") -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m keras_mergan.serve") -> argparse.ArgumentParser:
     """The server's command line (``keras-mergan serve`` uses the same flags)."""
     parser = _Parser(
         prog=prog,
@@ -453,7 +453,9 @@ def build_parser(prog: str = "python -m serve") -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m serve") -> int:
+def main(
+    argv: list[str] | None = None, prog: str = "python -m keras_mergan.serve"
+) -> int:
     """Parse the command line, bind, serve until interrupted; the exit status.
 
     Example:

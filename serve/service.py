@@ -1,7 +1,7 @@
 """What the HTTP endpoints do, without HTTP: checking, batching, sampling, encoding.
 
-Every method raises :class:`~serve.errors.ServeError` on bad input; the
-routes in :mod:`serve.app` and :mod:`serve.oip` turn that into responses.
+Every method raises :class:`~keras_mergan.serve.errors.ServeError` on bad input; the
+routes in :mod:`.app` and :mod:`.oip` turn that into responses.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from urllib.parse import parse_qsl
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from serve.batching import MAX_BATCH, MAX_WAIT, ByteBudget, DynamicBatcher, Lease
-from serve.errors import InvalidParameterError, ServeError
-from serve.images import make_grid, png_bytes, to_uint8
-from serve.sampler import ExportDirectory, Sampler
+from .batching import MAX_BATCH, MAX_WAIT, ByteBudget, DynamicBatcher, Lease
+from .errors import InvalidParameterError, ServeError
+from .images import make_grid, png_bytes, to_uint8
+from .sampler import ExportDirectory, Sampler
 
 MAX_GRID = 256
 MAX_SAMPLES = 1024
@@ -100,9 +100,9 @@ def _integer(query: dict, name: str, default: int, low: int, high: int) -> int:
 class GeneratorService:
     """Sampling exported generators for concurrent requests with bounded memory.
 
-    Requests for one task share a :class:`~serve.batching.DynamicBatcher`
+    Requests for one task share a :class:`~keras_mergan.serve.batching.DynamicBatcher`
     (one onnxruntime call for many requests) and all requests share a
-    :class:`~serve.batching.ByteBudget`: each takes the most memory its
+    :class:`~keras_mergan.serve.batching.ByteBudget`: each takes the most memory its
     response can need before it runs.
 
     Args:

@@ -127,7 +127,7 @@ def tiny_run(tmp_path_factory, digits, untrained_evaluator) -> Path:
 
 @pytest.fixture(scope="session")
 def run_cache(request, tmp_path_factory) -> Path:
-    """Where synthetic runs (`export.synthetic.cached_run`) are kept.
+    """Where synthetic runs (`keras_mergan.export.synthetic.cached_run`) are kept.
 
     Shared by the export and serving tests, so a run trained for one is
     reused by the other; kept across sessions in pytest's cache when it is on.

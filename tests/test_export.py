@@ -19,15 +19,14 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import keras_mergan.export.core
 import numpy as np
 import onnxruntime as ort
 import pytest
-
-import export.core
-from export import ExportError, export_run, export_task, recover
-from export.__main__ import parse_tasks
-from export.core import sha256_file
-from export.synthetic import cached_run
+from keras_mergan.export import ExportError, export_run, export_task, recover
+from keras_mergan.export.__main__ import parse_tasks
+from keras_mergan.export.core import sha256_file
+from keras_mergan.export.synthetic import cached_run
 
 BACKENDS = ("tensorflow", "jax", "torch")
 PRECISIONS = ("float32", "bfloat16")
@@ -279,7 +278,7 @@ def test_rgb_run_exports_and_serves(run_cache, tmp_path):
     single = _run(session, reference["z"][:1], reference["labels"][:1])
     assert np.abs(single[0] - reference["batch"][0]).max() <= TOLERANCE
 
-    from serve import Sampler
+    from keras_mergan.serve import Sampler
 
     sample = Sampler(tmp_path).sample("class_1", 3, seed=0)
     assert sample.shape == (3, 32, 32, 3) and sample.dtype == np.uint8
@@ -300,7 +299,7 @@ def test_failure_before_publishing_keeps_previous_export(
         assert (Path(directory) / "model.onnx").is_file()
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(export.core, "write_manifest", crash)
+    monkeypatch.setattr(keras_mergan.export.core, "write_manifest", crash)
     with pytest.raises(ExportError, match="disk full"):
         export_task(current_run, 1, out)
     _assert_intact(out / "task_01", before)
@@ -314,7 +313,7 @@ def test_crash_between_renames_is_recovered(
     out = tmp_path / "export"
     shutil.copytree(previous_export, out)
     before = _snapshot(out / "task_01")
-    monkeypatch.setattr(export.core, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(keras_mergan.export.core, "_exchange", lambda a, b: False)
     real_rename = os.rename
     calls = []
 
@@ -324,10 +323,10 @@ def test_crash_between_renames_is_recovered(
             raise SimulatedCrash("killed")
         return real_rename(source, target)
 
-    monkeypatch.setattr(export.core.os, "rename", rename)
+    monkeypatch.setattr(keras_mergan.export.core.os, "rename", rename)
     with pytest.raises(SimulatedCrash):
         export_task(current_run, 1, out)
-    monkeypatch.setattr(export.core.os, "rename", real_rename)
+    monkeypatch.setattr(keras_mergan.export.core.os, "rename", real_rename)
     assert not (out / "task_01").exists()
     aside = [p for p in out.iterdir() if ".old-" in p.name]
     assert len(aside) == 1 and aside[0].name.startswith(".")
@@ -376,7 +375,7 @@ def test_killed_export_leaves_previous_export_intact(
     staging = [p for p in out.iterdir() if p.name.startswith(".task_01.tmp-")]
     assert staging  # the half-written export stays hidden under a dot name
 
-    from serve import ExportDirectory
+    from keras_mergan.serve import ExportDirectory
 
     assert ExportDirectory(out).tasks() == [1]
     recover(out)
@@ -432,7 +431,7 @@ def test_export_errors_are_clear(current_run, tmp_path):
     with pytest.raises(ExportError, match="1-based"):
         export_run(current_run, tmp_path / "out", tasks=[0])
     result = subprocess.run(
-        [sys.executable, "-m", "export", str(current_run), "--tasks", "9"],
+        [sys.executable, "-m", "keras_mergan.export", str(current_run), "--tasks", "9"],
         capture_output=True,
         text=True,
         timeout=60,

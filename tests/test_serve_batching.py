@@ -12,12 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from keras_mergan.serve import PayloadTooLargeError, Sampler
+from keras_mergan.serve.app import AppSettings, create_app
+from keras_mergan.serve.batching import ByteBudget, DynamicBatcher
+from keras_mergan.serve.server import start_in_thread
 from test_serve import cached_export
-
-from serve import PayloadTooLargeError, Sampler
-from serve.app import AppSettings, create_app
-from serve.batching import ByteBudget, DynamicBatcher
-from serve.server import start_in_thread
 
 pytestmark = pytest.mark.backend_independent
 

@@ -22,11 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from keras_mergan.serve import Sampler
+from keras_mergan.serve.app import AppSettings, create_app
+from keras_mergan.serve.server import ServerLimits, main, start_in_thread
 from test_serve import cached_export, raw_request
-
-from serve import Sampler
-from serve.app import AppSettings, create_app
-from serve.server import ServerLimits, main, start_in_thread
 
 pytestmark = pytest.mark.backend_independent
 
@@ -270,7 +269,7 @@ def test_a_broken_task_is_listed_and_the_others_serve(broken_export):
 
 def test_cli_list_shows_every_task(broken_export):
     result = subprocess.run(
-        [sys.executable, "-m", "serve.cli", str(broken_export), "--list"],
+        [sys.executable, "-m", "keras_mergan.serve.cli", str(broken_export), "--list"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -13,11 +13,10 @@ import json
 
 import numpy as np
 import pytest
+from keras_mergan.serve import Sampler
+from keras_mergan.serve.app import AppSettings, create_app
+from keras_mergan.serve.server import start_in_thread
 from test_serve import cached_export, raw_request
-
-from serve import Sampler
-from serve.app import AppSettings, create_app
-from serve.server import start_in_thread
 
 pytestmark = pytest.mark.backend_independent
 

@@ -20,12 +20,11 @@ from google.protobuf import (
     message_factory,
     text_format,
 )
+from keras_mergan.export import ExportError
+from keras_mergan.export.__main__ import main as export_main
+from keras_mergan.export.triton import write_triton_repository
+from keras_mergan.serve import Sampler
 from test_serve import cached_export
-
-from export import ExportError
-from export.__main__ import main as export_main
-from export.triton import write_triton_repository
-from serve import Sampler
 
 pytestmark = pytest.mark.backend_independent
 
@@ -221,7 +220,9 @@ def test_export_command_line_writes_the_repository(
     # The TensorFlow export itself is tested in test_export.py; here only the
     # --triton step after it.
     paths = [export_dir / "task_01", export_dir / "task_02"]
-    monkeypatch.setattr("export.__main__.export_run", lambda *a, **k: paths)
+    monkeypatch.setattr(
+        "keras_mergan.export.__main__.export_run", lambda *a, **k: paths
+    )
     repository = tmp_path / "models"
     argv = [str(tmp_path), "--out", str(export_dir), "--triton", str(repository)]
     assert export_main([*argv, "--triton-name", "digits"]) == 0

@@ -1,0 +1,36 @@
+"""What `pip install keras-mergan` puts on a user's path."""
+
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.backend_independent
+
+
+def _setuptools() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+
+
+def test_every_package_folder_is_installed():
+    packages = set(_setuptools()["packages"])
+    folders = {
+        ".".join(init.parent.relative_to(ROOT / "keras_mergan").parts)
+        for init in (ROOT / "keras_mergan").rglob("__init__.py")
+    }
+    expected = {("keras_mergan." + f).rstrip(".") for f in folders}
+    expected |= {"keras_mergan.export", "keras_mergan.serve"}
+    assert packages == expected
+
+
+def test_export_and_serve_install_under_the_package_namespace():
+    mapping = _setuptools()["package-dir"]
+    assert mapping == {"keras_mergan.export": "export", "keras_mergan.serve": "serve"}
+    import keras_mergan.export
+    import keras_mergan.serve
+
+    assert Path(keras_mergan.export.__file__).parent == ROOT / "export"
+    assert Path(keras_mergan.serve.__file__).parent == ROOT / "serve"
