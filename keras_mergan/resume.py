@@ -135,7 +135,7 @@ def _training_facts(run_info: dict) -> dict:
     # and the model's config beside it; the rest (checkpoint and evaluation
     # frequency, exports) may change between a run and its resumption.
     facts.pop("config", None)
-    # Keras numbers the default model name per process; it trains nothing.
+    # Runs recorded before it was left out kept Keras' per-process model name.
     facts.get("model_config", {}).pop("name", None)
     # Runs recorded before the precision option trained in float32.
     facts.setdefault("precision", "float32")
@@ -249,7 +249,9 @@ def fit_tasks(
                 shuffle=False,
                 verbose=verbose,
             )
-    shutil.rmtree(folder, ignore_errors=True)
+    else:
+        # A run stopped after its last task folder, before the cleanup.
+        shutil.rmtree(folder, ignore_errors=True)
     return start
 
 
@@ -259,7 +261,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     Place it after `TaskSequence` and after the callbacks that write a
     task's files: at a task end the state is saved only once they are
     written, and a resumed task's mid-task state is loaded only after
-    `begin_task` ran.
+    `begin_task` ran. After the stream's last task the folder is removed.
 
     Args:
         folder: where the state files and `checkpoint.json` go.
@@ -315,7 +317,10 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             self._save(self._task, done)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.every and epoch + 1 < self.stream.num_tasks:
+        if epoch + 1 == self.stream.num_tasks:
+            # Every task's folder is written: nothing is left to resume.
+            shutil.rmtree(self.folder, ignore_errors=True)
+        elif self.every:
             self._save(epoch + 1, 0)
 
     def _stop(self, done, what):

@@ -121,7 +121,6 @@ class RunRecorder(keras.callbacks.Callback):
         eval_samples: generated images per class for the evaluator.
         grid_columns: latent vectors (columns) of the sample grid.
         seed: seed of the grid's fixed z and of the evaluation samples.
-        on_task_end: called with (task_number, task_folder) after each task.
         eval_every: iterations between two evaluations inside a task (0:
             only at task ends); needs an evaluator.
 
@@ -140,7 +139,6 @@ class RunRecorder(keras.callbacks.Callback):
         eval_samples: int = 1000,
         grid_columns: int = 8,
         seed: int = 0,
-        on_task_end: Sequence[Callable[[int, Path], None]] = (),
         eval_every: int = 0,
     ):
         super().__init__()
@@ -155,7 +153,6 @@ class RunRecorder(keras.callbacks.Callback):
         self.eval_samples = eval_samples
         self.grid_columns = grid_columns
         self.seed = seed
-        self.on_task_end = list(on_task_end)
         self.eval_every = int(eval_every)
 
     def on_train_begin(self, logs=None):
@@ -214,8 +211,6 @@ class RunRecorder(keras.callbacks.Callback):
         save_grid(sample_grid(self.model, seen, self._z), folder / "grid.png")
         write_json(folder / "metrics.json", metrics)
         self._append_csv(metrics)
-        for hook in self.on_task_end:
-            hook(number, folder)
 
     def _append_csv(self, metrics):
         path = self.run_dir / "metrics.csv"

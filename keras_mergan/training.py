@@ -4,6 +4,7 @@ This is what `keras-mergan train` does, for Python users: the same
 checkpoints and resume, sample grids, metrics, evaluator scores and exports.
 """
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -11,6 +12,13 @@ from pathlib import Path
 
 import keras
 
+from keras_mergan.callbacks import (
+    RunRecorder,
+    TaskExport,
+    TaskSequence,
+    TrainingCheckpoint,
+    UnconditionalReport,
+)
 from keras_mergan.config import RunConfig
 from keras_mergan.data import DatasetError, ImageFiles, load_dataset, resolve_categories
 from keras_mergan.distribution import data_parallel, training_devices
@@ -25,8 +33,14 @@ from keras_mergan.models import (
 )
 from keras_mergan.optimizers import wgan_adam
 from keras_mergan.precision import precision_scope
-from keras_mergan.resume import check_run_info, find_resume_point, fit_tasks
-from keras_mergan.run import RunRecorder, task_dir
+from keras_mergan.resume import (
+    CHECKPOINT_FOLDER,
+    ResumePoint,
+    check_run_info,
+    find_resume_point,
+    fit_tasks,
+)
+from keras_mergan.run import task_dir
 from keras_mergan.tasks import TaskStream, cumulative_tasks, split_tasks
 
 
@@ -45,6 +59,10 @@ def train_run(
     `metrics.csv`, and with `config.export` the task's SavedModel and ONNX
     export. Training state is saved every `config.checkpoint_every`
     iterations; calling again with the same config continues from it.
+
+    This is `prepare_run` followed by `keras_mergan.resume.fit_tasks`, which
+    is `model.fit` with the run's callbacks, split where a resumed task
+    continues part-way.
 
     Args:
         config: what to train.
@@ -66,66 +84,89 @@ def train_run(
     # Entered first: TensorFlow can split a CPU into devices only before it
     # starts, and models must be built inside the scope to be distributed.
     with data_parallel(config.devices):
-        return _train(config, run_dir, verbose, log)
+        run = prepare_run(config, run_dir, verbose, log)
+        stream, start = run.stream, run.start
+        if start.task == stream.num_tasks:
+            log(f"All {stream.num_tasks} tasks of {run.run_dir} are already trained.")
+        elif (start.task, start.step) != (0, 0):
+            log(
+                f"Resuming at {start.describe(stream.steps_per_task)} "
+                f"({start.completed_tasks} finished tasks kept)"
+            )
+        fit_tasks(
+            run.model,
+            run.stream,
+            run.run_dir,
+            run.callbacks,
+            start=run.start,
+            checkpoint_every=config.checkpoint_every,
+            verbose=verbose,
+        )
+    log(accuracy_summary(run.run_dir))
+    return run.run_dir
 
 
-def parse_tasks(
-    spec: str | None, dataset, classes_per_task: int = 1
-) -> list[list[int]]:
-    """Task groups from text: "0-9", "0,1,2", "0,1/2,3" or category names.
+@dataclasses.dataclass
+class PreparedRun:
+    """A compiled model, its task stream and the callbacks that write its run.
 
-    `/` separates tasks and `,` the classes inside one; without `/`, the
-    listed classes form consecutive groups of `classes_per_task`. Names and
-    indices are resolved against the dataset's categories.
+    Attributes:
+        config: the resolved configuration (preset and dataset applied).
+        run_dir: the run folder.
+        model: the compiled method model.
+        stream: the whole task sequence, one task per epoch.
+        callbacks: `RunRecorder` and, as configured, `UnconditionalReport`
+            and `TaskExport` (`keras_mergan.callbacks`); `TaskSequence` and
+            `TrainingCheckpoint` go around them (see `fit_callbacks`).
+        start: where an earlier run in `run_dir` stopped.
+    """
+
+    config: RunConfig
+    run_dir: Path
+    model: keras.Model
+    stream: TaskStream
+    callbacks: list[keras.callbacks.Callback]
+    start: ResumePoint
+
+    def fit_callbacks(self) -> list[keras.callbacks.Callback]:
+        """Every callback of a fresh run's `model.fit`, in order.
+
+        Example:
+
+        >>> # run.model.fit(run.stream, epochs=run.stream.num_tasks,
+        >>> #               steps_per_epoch=run.stream.steps_per_task,
+        >>> #               shuffle=False, callbacks=run.fit_callbacks())
+        """
+        checkpoint = TrainingCheckpoint(
+            self.run_dir / CHECKPOINT_FOLDER,
+            self.stream,
+            self.config.checkpoint_every,
+        )
+        return [TaskSequence(self.stream), *self.callbacks, checkpoint]
+
+
+def prepare_run(
+    config: RunConfig,
+    run_dir: str | os.PathLike | None = None,
+    verbose: int = 1,
+    log: Callable[[str], None] = print,
+) -> PreparedRun:
+    """Loads the data, builds and compiles the model, and makes the callbacks.
+
+    For Python users who drive `model.fit` themselves and want the same run
+    folder as `train_run`. With `config.devices > 1`, call it and fit inside
+    `keras_mergan.distribution.data_parallel(config.devices)`.
+
+    Raises:
+        ValueError: as `train_run`.
 
     Example:
 
-    >>> from keras_mergan.data import load_dataset
-    >>> parse_tasks("0,1/2", load_dataset("digits"))
-    [[0, 1], [2]]
+    >>> # run = prepare_run(RunConfig(method="jtr", preset="fast", tasks="0-2"))
+    >>> # run.model.fit(run.stream, epochs=run.stream.num_tasks,
+    >>> # ...           steps_per_epoch=run.stream.steps_per_task,
+    >>> # ...           shuffle=False, callbacks=run.fit_callbacks())
     """
-    if not spec:
-        return split_tasks(range(dataset.num_classes), classes_per_task)
-    if "/" in spec:
-        tasks = [_parse_group(group, dataset) for group in spec.split("/")]
-    else:
-        tasks = split_tasks(_parse_group(spec, dataset), classes_per_task)
-    classes = [c for task in tasks for c in task]
-    if not tasks or any(not task for task in tasks):
-        raise DatasetError(f"--tasks {spec!r} has an empty task")
-    if len(set(classes)) != len(classes):
-        raise DatasetError(f"--tasks {spec!r} lists a class twice")
-    return tasks
-
-
-def _parse_group(text: str, dataset) -> list[int]:
-    items: list[str | int] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        low, dash, high = part.partition("-")
-        if dash and low.strip().isdigit() and high.strip().isdigit():
-            items.extend(range(int(low), int(high) + 1))
-        else:
-            items.append(part)
-    return resolve_categories(dataset, items)
-
-
-def build_networks(config: RunConfig, dataset) -> tuple[keras.Model, keras.Model]:
-    """(generator, critic) of `config.architecture` for the dataset's images."""
-    classes, channels = dataset.num_classes, dataset.channels
-    if config.architecture == "resnet":
-        return (
-            build_resnet_generator(
-                classes, channels, config.latent_dim, config.image_size, config.width
-            ),
-            build_resnet_critic(classes, channels, config.image_size, config.width),
-        )
-    return (
-        build_dcgan_generator(classes, channels, config.latent_dim, width=config.width),
-        build_dcgan_critic(classes, channels, config.image_size, width=config.width),
-    )
-
-
-def _train(config: RunConfig, run_dir, verbose: int, log) -> Path:
     method = METHODS[config.method]
     dataset = load_dataset(
         config.dataset, image_size=config.image_size, stream=config.stream_images
@@ -183,82 +224,108 @@ def _train(config: RunConfig, run_dir, verbose: int, log) -> Path:
         "architecture": config.architecture,
         "width": config.width,
         "devices": training_devices(),
+        # Keras numbers the default model name per process: not a setting.
         "model_config": {
             k: v
             for k, v in gan.get_config().items()
-            if k not in ("generator", "critic")
+            if k not in ("generator", "critic", "name")
         },
     }
     check_run_info(run_dir, run_info)
     start = find_resume_point(run_dir, stream)
-    if start.task == stream.num_tasks:
-        log(f"All {stream.num_tasks} tasks of {run_dir} are already trained.")
-        fit_tasks(gan, stream, run_dir, start=start)
-        log(accuracy_summary(run_dir))
-        return run_dir
     evaluator = None
-    if config.eval_samples > 0:
+    if config.eval_samples > 0 and start.task < stream.num_tasks:
         log("Preparing the evaluator classifier (cached after the first run)...")
         evaluator = Evaluator.for_dataset(dataset, verbose=verbose)
-    hooks = []
+    callbacks = [
+        RunRecorder(
+            run_dir,
+            stream,
+            run_info,
+            evaluator if method.conditional else None,
+            config.eval_samples,
+            seed=config.seed,
+            eval_every=config.eval_every,
+        )
+    ]
     if isinstance(gan, UnconditionalReplayGAN):
-        hooks.append(_replay_report_hook(gan, stream, dataset, evaluator, config, log))
+        callbacks.append(
+            UnconditionalReport(
+                run_dir,
+                stream,
+                dataset.x_test,
+                dataset.y_test,
+                evaluator,
+                max(config.eval_samples, 1),
+                config.seed,
+                log,
+            )
+        )
     if config.export:
-        from keras_mergan.export import export_task
-
-        hooks.append(lambda number, folder: export_task(run_dir, number))
-    recorder = RunRecorder(
-        run_dir,
-        stream,
-        run_info,
-        evaluator if method.conditional else None,
-        config.eval_samples,
-        seed=config.seed,
-        on_task_end=hooks,
-        eval_every=config.eval_every,
-    )
-    log(
-        f"Training {config.method} ({config.preset} preset) on {dataset.name}: "
-        f"{len(tasks)} tasks x {config.iters_per_task} iterations, backend "
-        f"{keras.config.backend()} in {precision}, writing to {run_dir}"
-    )
-    if (start.task, start.step) != (0, 0):
+        callbacks.append(TaskExport(run_dir))
+    if start.task < stream.num_tasks:
         log(
-            f"Resuming at {start.describe(stream.steps_per_task)} "
-            f"({start.completed_tasks} finished tasks kept)"
+            f"Training {config.method} ({config.preset} preset) on {dataset.name}: "
+            f"{len(tasks)} tasks x {config.iters_per_task} iterations, backend "
+            f"{keras.config.backend()} in {precision}, writing to {run_dir}"
         )
-    fit_tasks(
-        gan,
-        stream,
-        run_dir,
-        [recorder],
-        start=start,
-        checkpoint_every=config.checkpoint_every,
-        verbose=verbose,
+    return PreparedRun(config, run_dir, gan, stream, callbacks, start)
+
+
+def parse_tasks(
+    spec: str | None, dataset, classes_per_task: int = 1
+) -> list[list[int]]:
+    """Task groups from text: "0-9", "0,1,2", "0,1/2,3" or category names.
+
+    `/` separates tasks and `,` the classes inside one; without `/`, the
+    listed classes form consecutive groups of `classes_per_task`. Names and
+    indices are resolved against the dataset's categories.
+
+    Example:
+
+    >>> from keras_mergan.data import load_dataset
+    >>> parse_tasks("0,1/2", load_dataset("digits"))
+    [[0, 1], [2]]
+    """
+    if not spec:
+        return split_tasks(range(dataset.num_classes), classes_per_task)
+    if "/" in spec:
+        tasks = [_parse_group(group, dataset) for group in spec.split("/")]
+    else:
+        tasks = split_tasks(_parse_group(spec, dataset), classes_per_task)
+    classes = [c for task in tasks for c in task]
+    if not tasks or any(not task for task in tasks):
+        raise DatasetError(f"--tasks {spec!r} has an empty task")
+    if len(set(classes)) != len(classes):
+        raise DatasetError(f"--tasks {spec!r} lists a class twice")
+    return tasks
+
+
+def _parse_group(text: str, dataset) -> list[int]:
+    items: list[str | int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        low, dash, high = part.partition("-")
+        if dash and low.strip().isdigit() and high.strip().isdigit():
+            items.extend(range(int(low), int(high) + 1))
+        else:
+            items.append(part)
+    return resolve_categories(dataset, items)
+
+
+def build_networks(config: RunConfig, dataset) -> tuple[keras.Model, keras.Model]:
+    """(generator, critic) of `config.architecture` for the dataset's images."""
+    classes, channels = dataset.num_classes, dataset.channels
+    if config.architecture == "resnet":
+        return (
+            build_resnet_generator(
+                classes, channels, config.latent_dim, config.image_size, config.width
+            ),
+            build_resnet_critic(classes, channels, config.image_size, config.width),
+        )
+    return (
+        build_dcgan_generator(classes, channels, config.latent_dim, width=config.width),
+        build_dcgan_critic(classes, channels, config.image_size, width=config.width),
     )
-    log(accuracy_summary(run_dir))
-    return run_dir
-
-
-def _replay_report_hook(gan, stream, dataset, evaluator, config, log):
-    # DGR and LT-GANs: class distribution of the samples, solver accuracy,
-    # student NLL (keras_mergan.unconditional), added to metrics.json.
-    from keras_mergan.unconditional import add_task_report, task_report
-
-    def hook(number, folder):
-        report = task_report(
-            gan,
-            stream.seen_classes(number - 1),
-            dataset.x_test,
-            dataset.y_test,
-            evaluator,
-            max(config.eval_samples, 1),
-            config.seed,
-        )
-        add_task_report(folder, report)
-        log(f"Task {number}: " + json.dumps(report, default=str)[:300])
-
-    return hook
 
 
 def accuracy_summary(run_dir: str | os.PathLike) -> str:

@@ -1,0 +1,87 @@
+"""The Python route: `prepare_run` + `model.fit` with the run's callbacks."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+from conftest import TINY_CLI_RUN, wiring_test
+
+from keras_mergan import cli
+from keras_mergan.callbacks import TaskExport, TaskSequence, TrainingCheckpoint
+from keras_mergan.config import RunConfig
+from keras_mergan.training import prepare_run
+
+TWO_TASKS = ["--method=jtr", "--tasks=0-1", "--iters-per-task=2", "--width=4"]
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _without_timing(metrics: bytes) -> dict:
+    data = json.loads(metrics)
+    data.pop("seconds")
+    return data
+
+
+@wiring_test
+def test_fit_with_the_run_callbacks_writes_what_the_command_writes(tmp_path):
+    command_run, python_run = tmp_path / "command", tmp_path / "python"
+    # Checkpoints every iteration, so both routes save and then clear resume/.
+    options = [*TINY_CLI_RUN, *TWO_TASKS, "--checkpoint-every=1"]
+    assert cli.main([*options, f"--out={command_run}"]) == 0
+
+    config = RunConfig(
+        method="jtr",
+        tasks="0-1",
+        iters_per_task=2,
+        width=4,
+        batch_size=4,
+        n_critic=1,
+        latent_dim=16,
+        eval_samples=0,
+        checkpoint_every=1,
+    )
+    run = prepare_run(config, python_run, verbose=0, log=lambda line: None)
+    callbacks = run.fit_callbacks()
+    assert [type(c) for c in callbacks[:1] + callbacks[-1:]] == [
+        TaskSequence,
+        TrainingCheckpoint,
+    ]
+    run.model.fit(
+        run.stream,
+        epochs=run.stream.num_tasks,
+        steps_per_epoch=run.stream.steps_per_task,
+        shuffle=False,
+        verbose=0,
+        callbacks=callbacks,
+    )
+
+    written, expected = _files(python_run), _files(command_run)
+    assert sorted(written) == sorted(expected)
+    assert "task_02/gan.keras" in written and not (python_run / "resume").exists()
+    assert json.loads(written["run.json"]) == json.loads(expected["run.json"])
+    for number in (1, 2):
+        name = f"task_{number:02d}/metrics.json"
+        assert _without_timing(written[name]) == _without_timing(expected[name])
+        grid = f"task_{number:02d}/grid.png"
+        assert written[grid] == expected[grid]
+
+
+def test_export_is_a_callback_of_the_run_only_when_asked(tmp_path):
+    config = RunConfig(method="sft", tasks="0", iters_per_task=1, eval_samples=0)
+    plain = prepare_run(config, tmp_path / "a", verbose=0, log=lambda line: None)
+    exported = prepare_run(
+        dataclasses.replace(config, export=True),
+        tmp_path / "b",
+        verbose=0,
+        log=lambda line: None,
+    )
+    assert not any(isinstance(c, TaskExport) for c in plain.callbacks)
+    assert [c.run_dir for c in exported.callbacks if isinstance(c, TaskExport)] == [
+        tmp_path / "b"
+    ]
