@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+tomllib = pytest.importorskip(
+    "tomllib", reason="pyproject.toml is read with tomllib, new in Python 3.11"
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
