@@ -11,7 +11,7 @@ class ConditionalWGANGP(WassersteinGAN):
     """Conditional WGAN-GP with an AC-GAN classifier head on the critic.
 
     `WassersteinGAN` plus the AC-GAN terms: the critic learns to classify
-    real images (`lambda_cls * CE(aux(x), y)`, logged as `critic_cls`) and
+    real images (`lambda_cls * CE(aux(x), y)`, logged weighted as `critic_cls`) and
     the generator to draw images it classifies as their label. Alone, the
     model is sequential fine-tuning (SFT); trained on cumulative tasks it is
     joint training (JT). Continual methods subclass it and add losses through
