@@ -256,11 +256,9 @@ class RunConfig:
 
     def method_options(self) -> dict:
         """Keyword arguments of the method's model class, beside its networks."""
-        options = {
-            name: getattr(self, name)
-            for name in ("latent_dim", "n_critic", "lambda_gp", "lambda_cls", "seed")
-        }
-        for name in METHODS[self.method].hyperparameters:
+        method = METHODS[self.method]
+        options = {name: getattr(self, name) for name in method.shared_hyperparameters}
+        for name in method.hyperparameters:
             if getattr(self, name) is not None:
                 options[name] = getattr(self, name)
         return options

@@ -2,8 +2,6 @@
 
 import contextlib
 
-import keras
-
 from keras_mergan.backend import training_backend
 
 
@@ -48,20 +46,4 @@ def training_devices() -> list[str]:
     >>> training_devices()  # doctest: +SKIP
     ['/job:localhost/replica:0/task:0/device:CPU:0']
     """
-    backend = keras.config.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        if tf.distribute.has_strategy():
-            return list(tf.distribute.get_strategy().extended.worker_devices)
-        kind = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
-        return [tf.config.list_logical_devices(kind)[0].name]
-    if backend == "jax":
-        import jax
-
-        distribution = keras.distribution.distribution()
-        if distribution is not None:
-            return [str(d) for d in distribution.device_mesh.devices.flat]
-        return [str(jax.devices()[0])]
-    # Keras creates every tensor on its default device.
-    return [str(keras.ops.zeros(()).device)]
+    return training_backend().training_devices()

@@ -136,20 +136,6 @@ def test_generate_gives_images_the_solver_assigns_to_the_label(
         scholar.generate(z[:2], [0, 10])
 
 
-def test_save_and_load_keep_the_scholar(tmp_path):
-    scholar = tiny_scholar(mixing_ratio=0.3, solver_width=4)
-    scholar.save(tmp_path / "dgr.keras")
-    loaded = keras.saving.load_model(tmp_path / "dgr.keras")
-    assert type(loaded) is DeepGenerativeReplay
-    assert (loaded.mixing_ratio, loaded.solver_width) == (0.3, 4)
-    images = random_images(4)
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(loaded.solver(images)),
-        keras.ops.convert_to_numpy(scholar.solver(images)),
-        atol=1e-6,
-    )
-
-
 @pytest.mark.skipif(
     keras.config.backend() == "jax",
     reason="backend-neutral flow; XLA compiles each predict shape (~25 s)",

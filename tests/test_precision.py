@@ -75,7 +75,7 @@ def test_bfloat16_losses_are_float32(method):
     losses = {"critic": critic_loss, "generator": generator_loss}
     losses.update(critic_terms)
     losses.update(generator_terms)
-    assert len(losses) >= 4
+    assert len(losses) >= 3  # critic, generator and gradient penalty at least
     assert {name: dtype(value) for name, value in losses.items()} == {
         name: "float32" for name in losses
     }

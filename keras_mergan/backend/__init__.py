@@ -25,38 +25,49 @@ Each submodule (`tensorflow`, `jax`, `torch`) provides:
   one program spans every device.
 - `bfloat16_is_faster()`: whether bfloat16 compute beats float32 on the
   device training runs on (`keras_mergan.precision`'s `"auto"`).
+- `training_devices()`: names of the devices a step runs on (see
+  `keras_mergan.distribution.training_devices`).
 - `replica_share(x, axis)`: the part of a batch-sized `x` (split along
   `axis`) that this replica computes: its contiguous share under
   MirroredStrategy, `x` laid out over the devices under JAX's
   `DataParallel`, all of `x` on one device.
 """
 
-import functools
 import importlib
-from pathlib import Path
+import types
 
 import keras
 
-# CPU instruction sets with bfloat16 matrix units, as /proc/cpuinfo names them.
-BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+from keras_mergan.backend.cpu import BFLOAT16_CPU_FLAGS, cpu_has_bfloat16_units
+
+SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
+
+# Resolved once, as Keras resolves its own backend: KERAS_BACKEND is read
+# when keras is first imported and cannot change afterwards.
+_NAME = keras.config.backend()
+_ACTIVE = importlib.import_module(
+    f"keras_mergan.backend.{_NAME if _NAME in SUPPORTED_BACKENDS else 'portable'}"
+)
 
 
-def training_backend():
-    """The training-backend module for the active `KERAS_BACKEND`."""
-    name = keras.config.backend()
-    if name not in ("tensorflow", "jax", "torch"):
-        raise ValueError(
-            "keras_mergan supports the tensorflow, jax and torch backends, "
-            f"not {name!r}"
-        )
-    return importlib.import_module(f"keras_mergan.backend.{name}")
+def training_backend() -> types.ModuleType:
+    """The training-backend module for the active `KERAS_BACKEND`.
+
+    On a backend keras_mergan does not train on, a module whose layer
+    functions fall back to generic Keras ops and whose training functions
+    raise `ValueError`.
+
+    Example:
+
+    >>> training_backend().__name__ == "keras_mergan.backend." + keras.config.backend()
+    True
+    """
+    return _ACTIVE
 
 
-@functools.cache
-def cpu_has_bfloat16_units(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
-    """Whether this CPU has AMX-BF16 or AVX512-BF16 (Linux; False elsewhere)."""
-    try:
-        flags = Path(cpuinfo).read_text().split()
-    except OSError:
-        return False
-    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
+__all__ = [
+    "BFLOAT16_CPU_FLAGS",
+    "SUPPORTED_BACKENDS",
+    "cpu_has_bfloat16_units",
+    "training_backend",
+]

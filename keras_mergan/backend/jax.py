@@ -15,14 +15,12 @@ import jax
 import jax.numpy as jnp
 import keras
 from keras import StatelessScope
-from keras.src.backend.common.stateless_scope import (
-    get_stateless_scope,
-    in_stateless_scope,
-)
 
 JIT_COMPILE = True
 
-_state_variables = contextvars.ContextVar("keras_mergan_state_variables")
+# The scope of the running step and the state variables it maps, kept here
+# rather than asked of Keras (which has no public getter for the scope).
+_step_state = contextvars.ContextVar("keras_mergan_step_state")
 
 
 def _state_groups(model):
@@ -41,12 +39,12 @@ def run_train_step(model, step_fn, state, data):
         for variables, values in zip(groups, state, strict=True)
         for pair in zip(variables, values, strict=True)
     ]
-    token = _state_variables.set([v for variables in groups for v in variables])
-    try:
-        with StatelessScope(state_mapping=mapping) as scope:
+    with StatelessScope(state_mapping=mapping) as scope:
+        token = _step_state.set((scope, [v for variables in groups for v in variables]))
+        try:
             logs = step_fn(data)
-    finally:
-        _state_variables.reset(token)
+        finally:
+            _step_state.reset(token)
     new_state = tuple(
         [scope.get_current_value(v) for v in variables] for variables in groups
     )
@@ -54,11 +52,12 @@ def run_train_step(model, step_fn, state, data):
 
 
 def minimize(loss_fn, variables, optimizer):
-    if not in_stateless_scope():
+    step_state = _step_state.get(None)
+    if step_state is None:
         return _minimize_eagerly(loss_fn, variables, optimizer)
-    outer = get_stateless_scope()
+    outer, state_variables = step_state
     targets = {id(v) for v in variables}
-    others = [v for v in _state_variables.get() if id(v) not in targets]
+    others = [v for v in state_variables if id(v) not in targets]
     other_values = [outer.get_current_value(v) for v in others]
 
     def pure_loss(values):
@@ -104,12 +103,12 @@ def _minimize_eagerly(loss_fn, variables, optimizer):
     # Outside a compiled step (e.g. in a callback) variables hold concrete
     # values: track the targets and the optimizer, then write them back.
     tracked = list(variables) + list(optimizer.variables)
-    token = _state_variables.set(tracked)
-    try:
-        with StatelessScope(state_mapping=[(v, v.value) for v in tracked]) as scope:
+    with StatelessScope(state_mapping=[(v, v.value) for v in tracked]) as scope:
+        token = _step_state.set((scope, tracked))
+        try:
             result = minimize(loss_fn, variables, optimizer)
-    finally:
-        _state_variables.reset(token)
+        finally:
+            _step_state.reset(token)
     for variable in tracked:
         variable.assign(scope.get_current_value(variable))
     return result
@@ -145,6 +144,13 @@ def data_parallel(num_devices):
         yield
     finally:
         keras.distribution.set_distribution(previous)
+
+
+def training_devices():
+    distribution = keras.distribution.distribution()
+    if distribution is not None:
+        return [str(d) for d in distribution.device_mesh.devices.flat]
+    return [str(jax.devices()[0])]
 
 
 def replica():

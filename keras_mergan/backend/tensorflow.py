@@ -4,7 +4,7 @@ import contextlib
 
 import tensorflow as tf
 
-from keras_mergan.backend import cpu_has_bfloat16_units
+from keras_mergan.backend.cpu import cpu_has_bfloat16_units
 
 # XLA on CPU compiles the transposed convolutions of the penalty's double
 # backprop into code several times slower than TF's own kernels.
@@ -112,6 +112,13 @@ def data_parallel(num_devices):
         )
     with tf.distribute.MirroredStrategy(devices[:num_devices]).scope():
         yield
+
+
+def training_devices():
+    if tf.distribute.has_strategy():
+        return list(tf.distribute.get_strategy().extended.worker_devices)
+    kind = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+    return [tf.config.list_logical_devices(kind)[0].name]
 
 
 def _split_cpu(count):

@@ -2,7 +2,10 @@
 
 import torch
 
-from keras_mergan.backend import cpu_has_bfloat16_units
+from keras_mergan.backend.cpu import cpu_has_bfloat16_units
+
+# Keras places every tensor on its default device, as on any backend.
+from keras_mergan.backend.portable import training_devices as training_devices
 
 JIT_COMPILE = False
 

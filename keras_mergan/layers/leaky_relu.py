@@ -25,6 +25,4 @@ class PenaltyLeakyReLU(keras.layers.LeakyReLU):
     """
 
     def call(self, inputs):
-        if keras.config.backend() not in ("tensorflow", "jax", "torch"):
-            return super().call(inputs)
         return training_backend().leaky_relu(inputs, self.negative_slope)

@@ -45,11 +45,11 @@ def _check_implementation(implementation: str) -> str:
 def _use_matmul(layer, input_shape) -> bool:
     if layer.implementation == "native":
         return False
-    if layer.implementation == "auto":
-        if keras.config.backend() not in ("tensorflow", "jax", "torch"):
-            return False
-        if not training_backend().prefer_matmul_convolutions():
-            return False
+    if (
+        layer.implementation == "auto"
+        and not training_backend().prefer_matmul_convolutions()
+    ):
+        return False
     spatial = tuple(input_shape[1:-1])
     # Configurations the matmul forms do not cover run natively.
     return (

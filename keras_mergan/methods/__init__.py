@@ -10,6 +10,11 @@ from keras_mergan.methods.lifelong_twin_gan import LifelongTwinGAN
 from keras_mergan.methods.mergan import MeRGAN
 from keras_mergan.methods.replay import MemoryReplayGAN
 from keras_mergan.methods.replay_alignment import ReplayAlignment
+from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
+from keras_mergan.methods.wasserstein_gan import WassersteinGAN
+
+# `WassersteinGAN`'s arguments, which every method takes.
+COMMON_HYPERPARAMETERS = ("latent_dim", "n_critic", "lambda_gp", "seed")
 
 
 @dataclass(frozen=True)
@@ -21,19 +26,27 @@ class Method:
     A method that is not `conditional` ignores the label it is asked to
     generate (LT-GANs): its samples are scored by their class distribution.
     `hyperparameters` are the `RunConfig` fields the model class takes beside
-    those every method takes (latent_dim, n_critic, lambda_gp, lambda_cls,
-    seed).
+    `shared_hyperparameters`: those every method takes, and `lambda_cls` for
+    the AC-GAN ones (`ConditionalWGANGP` and its subclasses).
 
     Example:
 
     >>> METHODS["ra"].hyperparameters
     ('replay_batch', 'lambda_ra', 'ra_scaling')
+    >>> METHODS["dgr"].shared_hyperparameters
+    ('latent_dim', 'n_critic', 'lambda_gp', 'seed')
     """
 
     model_class: type
     cumulative: bool = False
     hyperparameters: tuple[str, ...] = ()
     conditional: bool = True
+
+    @property
+    def shared_hyperparameters(self) -> tuple[str, ...]:
+        if issubclass(self.model_class, ConditionalWGANGP):
+            return (*COMMON_HYPERPARAMETERS, "lambda_cls")
+        return COMMON_HYPERPARAMETERS
 
 
 _JTR = ("replay_batch", "replay_scaling")
@@ -58,6 +71,7 @@ METHODS: dict[str, Method] = {
 }
 
 __all__ = [
+    "COMMON_HYPERPARAMETERS",
     "METHODS",
     "ConditionalWGANGP",
     "DeepGenerativeReplay",
@@ -68,4 +82,6 @@ __all__ = [
     "MemoryReplayGAN",
     "Method",
     "ReplayAlignment",
+    "UnconditionalReplayGAN",
+    "WassersteinGAN",
 ]

@@ -7,11 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_mergan.backend import training_backend
-from keras_mergan.losses import (
-    auxiliary_classifier_loss,
-    elastic_weight_penalty,
-    wasserstein_generator_loss,
-)
+from keras_mergan.losses import elastic_weight_penalty
 from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
 
 
@@ -137,9 +133,7 @@ class ElasticWeightConsolidationGAN(ConditionalWGANGP):
         scores, logits = self.critic(
             self.generator([z, labels], training=False), training=False
         )
-        return wasserstein_generator_loss(
-            scores
-        ) + self.lambda_cls * auxiliary_classifier_loss(labels, logits)
+        return self.generator_objective(labels, scores, logits)
 
     def generator_penalties(self, z, labels) -> dict:
         terms = super().generator_penalties(z, labels)

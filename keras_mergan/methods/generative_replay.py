@@ -53,7 +53,7 @@ class DeepGenerativeReplay(UnconditionalReplayGAN):
             None for 1 / (tasks seen).
         solver_width: channels of the solver's first convolution.
         solver_learning_rate: Adam learning rate of the solver.
-        **kwargs: `ConditionalWGANGP` arguments.
+        **kwargs: `WassersteinGAN` arguments.
 
     Example:
 
@@ -93,10 +93,10 @@ class DeepGenerativeReplay(UnconditionalReplayGAN):
         self.replay_solver.trainable = False
         self.replay_solver.set_weights(self.solver.get_weights())
 
-    def extra_loss_names(self) -> list[str]:
-        return ["solver_loss", "solver_accuracy"]
+    def loss_names(self) -> list[str]:
+        return super().loss_names() + ["solver_loss", "solver_accuracy"]
 
-    def extra_optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
+    def default_extra_optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
         return {
             SOLVER_PREFIX: keras.optimizers.Adam(
                 self.solver_learning_rate, name="solver_adam"

@@ -1,18 +1,81 @@
 """MeRGAN-JTR: joint training with replayed old classes."""
 
+from dataclasses import dataclass
+
 import keras
 from keras import ops
 
-from keras_mergan.losses import (
-    auxiliary_classifier_loss,
-    wasserstein_critic_loss,
-    wasserstein_generator_loss,
-)
+from keras_mergan.losses import wasserstein_critic_loss
 from keras_mergan.methods.replay import MemoryReplayGAN
 
-_CRITIC_TERMS = ("replay_critic_loss", "replay_critic_cls")
-_GENERATOR_TERMS = ("replay_generator_loss",)
 REPLAY_SCALINGS = ("reference", "mean")
+
+
+@dataclass(frozen=True)
+class JointReplayTerms:
+    """JTR's losses on a replayed batch, for any `MemoryReplayGAN`.
+
+    For old class `i`, with the same z for both generators, the critic adds
+    `mean D(G(z, i)) - mean D(G_old(z, i)) + lambda_cls CE(aux(G_old(z, i)), i)`
+    and the generator adds `-mean D(G(z, i)) + lambda_cls CE(aux(G(z, i)), i)`,
+    weighted by `weight` (see `JointTrainingWithReplay`).
+
+    Example:
+
+    >>> JointReplayTerms("mean").names
+    ('replay_critic_loss', 'replay_critic_cls', 'replay_generator_loss')
+    """
+
+    scaling: str = "reference"
+    critic_names = ("replay_critic_loss", "replay_critic_cls")
+    generator_names = ("replay_generator_loss",)
+
+    def __post_init__(self):
+        if self.scaling not in REPLAY_SCALINGS:
+            raise ValueError(
+                f"replay_scaling must be one of {REPLAY_SCALINGS}, got {self.scaling!r}"
+            )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.critic_names + self.generator_names
+
+    def config(self) -> dict:
+        return {"replay_scaling": self.scaling}
+
+    def weight(self, gan: MemoryReplayGAN) -> int:
+        """`k` old classes summed (`"reference"`), or 1 averaged (`"mean"`)."""
+        return len(gan.old_classes) if self.scaling == "reference" else 1
+
+    def critic_terms(self, gan: MemoryReplayGAN) -> dict:
+        if not gan.old_classes:
+            return dict.fromkeys(self.critic_names, ops.zeros(()))
+        z = gan.sample_replay_latent()
+        current = ops.stop_gradient(gan.current_images_by_class(z))
+        remembered = gan.remembered_images(z)
+        # One critic call for both halves: the critic has no batch statistics.
+        scores, logits = gan.critic(
+            ops.concatenate([current, remembered], axis=0), training=True
+        )
+        n = len(gan.replay_labels())
+        weight = self.weight(gan)
+        return {
+            "replay_critic_loss": weight
+            * wasserstein_critic_loss(scores[n:], scores[:n]),
+            "replay_critic_cls": weight
+            * gan.class_loss(gan.replay_label_tensor(), logits[n:]),
+        }
+
+    def generator_terms(self, gan: MemoryReplayGAN) -> dict:
+        if not gan.old_classes:
+            return dict.fromkeys(self.generator_names, ops.zeros(()))
+        scores, logits = gan.critic(
+            gan.current_images_by_class(gan.sample_replay_latent()), training=True
+        )
+        return {
+            "replay_generator_loss": self.weight(gan)
+            * gan.generator_objective(gan.replay_label_tensor(), scores, logits)
+        }
 
 
 @keras.saving.register_keras_serializable(package="keras_mergan")
@@ -20,17 +83,14 @@ class JointTrainingWithReplay(MemoryReplayGAN):
     """MeRGAN-JTR: the replay generator's old classes count as real data.
 
     Every critic and generator update also sees a replayed batch
-    (`replay_batch // k` samples of each of the `k` old classes). For old
-    class `i`, with the same z for both generators, the critic adds
-    `mean D(G(z, i)) - mean D(G_old(z, i)) + lambda_cls CE(aux(G_old(z, i)), i)`
-    and the generator adds `-mean D(G(z, i)) + lambda_cls CE(aux(G(z, i)), i)`.
-    With `replay_scaling="reference"`, as in the MeRGAN reference code, the
-    per-class terms are summed, not averaged: every old class weighs as much
-    as the current task, and old classes together `k` times as much. With
-    `replay_scaling="mean"` they are averaged: old classes together weigh as
-    much as the current task, which leaves the new task more of each Adam
-    step when the budget per task is short. Replays are made on the fly,
-    never stored.
+    (`replay_batch // k` samples of each of the `k` old classes), with the
+    losses of `JointReplayTerms`. With `replay_scaling="reference"`, as in
+    the MeRGAN reference code, the per-class terms are summed, not averaged:
+    every old class weighs as much as the current task, and old classes
+    together `k` times as much. With `replay_scaling="mean"` they are
+    averaged: old classes together weigh as much as the current task, which
+    leaves the new task more of each Adam step when the budget per task is
+    short. Replays are made on the fly, never stored.
 
     The gradient penalty stays on the current task's real and generated
     images: the reference code does not interpolate replays, and the
@@ -61,59 +121,21 @@ class JointTrainingWithReplay(MemoryReplayGAN):
         replay_scaling: str = "reference",
         **kwargs,
     ):
-        if replay_scaling not in REPLAY_SCALINGS:
-            raise ValueError(
-                f"replay_scaling must be one of {REPLAY_SCALINGS}, "
-                f"got {replay_scaling!r}"
-            )
+        self.joint_replay = JointReplayTerms(replay_scaling)
         super().__init__(generator, critic, **kwargs)
-        self.replay_scaling = replay_scaling
-
-    def replay_weight(self) -> int:
-        """Weight of the replay terms: `k` old classes summed, or 1 averaged."""
-        return len(self.old_classes) if self.replay_scaling == "reference" else 1
 
     def loss_names(self) -> list[str]:
-        return super().loss_names() + list(_CRITIC_TERMS + _GENERATOR_TERMS)
+        return super().loss_names() + list(self.joint_replay.names)
 
     def critic_penalties(self, real_images, labels) -> dict:
         terms = super().critic_penalties(real_images, labels)
-        if not self.old_classes:
-            return {**terms, **dict.fromkeys(_CRITIC_TERMS, ops.zeros(()))}
-        z = self.sample_replay_latent()
-        current = ops.stop_gradient(self.current_images_by_class(z))
-        remembered = self.remembered_images(z)
-        # One critic call for both halves: the critic has no batch statistics.
-        scores, logits = self.critic(
-            ops.concatenate([current, remembered], axis=0), training=True
-        )
-        n = len(self.replay_labels())
-        weight = self.replay_weight()
-        terms["replay_critic_loss"] = weight * wasserstein_critic_loss(
-            scores[n:], scores[:n]
-        )
-        terms["replay_critic_cls"] = (
-            weight
-            * self.lambda_cls
-            * auxiliary_classifier_loss(self.replay_label_tensor(), logits[n:])
-        )
-        return terms
+        return {**terms, **self.joint_replay.critic_terms(self)}
 
     def generator_penalties(self, z, labels) -> dict:
         terms = super().generator_penalties(z, labels)
-        if not self.old_classes:
-            return {**terms, **dict.fromkeys(_GENERATOR_TERMS, ops.zeros(()))}
-        scores, logits = self.critic(
-            self.current_images_by_class(self.sample_replay_latent()), training=True
-        )
-        terms["replay_generator_loss"] = self.replay_weight() * (
-            wasserstein_generator_loss(scores)
-            + self.lambda_cls
-            * auxiliary_classifier_loss(self.replay_label_tensor(), logits)
-        )
-        return terms
+        return {**terms, **self.joint_replay.generator_terms(self)}
 
     def get_config(self):
         config = super().get_config()
-        config.update(replay_scaling=self.replay_scaling)
+        config.update(self.joint_replay.config())
         return config

@@ -7,12 +7,6 @@ import numpy as np
 from keras import ops
 
 from keras_mergan.backend import training_backend
-from keras_mergan.losses import (
-    gradient_penalty,
-    interpolate,
-    wasserstein_critic_loss,
-    wasserstein_generator_loss,
-)
 from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
 from keras_mergan.models.vae import VariationalAutoencoder
 from keras_mergan.precision import model_precision, precision_scope
@@ -62,7 +56,7 @@ class LifelongTwinGAN(UnconditionalReplayGAN):
         student_width: channels of its first encoder convolution.
         student_beta: weight of its KL term.
         student_learning_rate: its Adam learning rate.
-        **kwargs: `ConditionalWGANGP` arguments.
+        **kwargs: `WassersteinGAN` arguments.
 
     Example:
 
@@ -119,14 +113,13 @@ class LifelongTwinGAN(UnconditionalReplayGAN):
         return self.generator
 
     def loss_names(self) -> list[str]:
-        return super().loss_names() + ["teacher_critic_loss"]
-
-    def extra_loss_names(self) -> list[str]:
-        return ["teacher_generator_loss"] + (
-            list(_STUDENT_TERMS) if self._has_student else []
+        return (
+            super().loss_names()
+            + ["teacher_critic_loss", "teacher_generator_loss"]
+            + (list(_STUDENT_TERMS) if self._has_student else [])
         )
 
-    def extra_optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
+    def default_extra_optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
         if self.student is None:
             return {}
         return {
@@ -157,16 +150,9 @@ class LifelongTwinGAN(UnconditionalReplayGAN):
         fake_images = ops.stop_gradient(
             self.teacher([self.sample_latent(n), labels], training=True)
         )
-        alpha = keras.random.uniform((n,), seed=self.seed_generator)
-        real_scores, _ = self.critic(real_images, training=True)
-        fake_scores, _ = self.critic(fake_images, training=True)
-        input_gradients = training_backend().input_gradient(
-            lambda x: self.critic(x, training=True)[0],
-            interpolate(real_images, fake_images, alpha),
+        terms["teacher_critic_loss"], _, _ = self.wasserstein_critic_objective(
+            real_images, fake_images
         )
-        terms["teacher_critic_loss"] = wasserstein_critic_loss(
-            real_scores, fake_scores
-        ) + self.lambda_gp * gradient_penalty(input_gradients)
         return terms
 
     def extra_updates(self, images, labels) -> dict:
@@ -178,16 +164,14 @@ class LifelongTwinGAN(UnconditionalReplayGAN):
             def teacher_loss():
                 zeros = ops.zeros((ops.shape(z)[0],), "int32")
                 fake_images = self.teacher([z, zeros], training=True)
-                scores, _ = self.critic(fake_images, training=True)
-                return wasserstein_generator_loss(scores), {}
+                scores, logits = self.critic(fake_images, training=True)
+                return self.generator_objective(zeros, scores, logits), {}
 
             values["teacher_generator_loss"], _ = training_backend().minimize(
                 teacher_loss, self.teacher.trainable_variables, self.generator_optimizer
             )
         if self.student is not None:
-            noise = keras.random.normal(
-                (n, self.student_latent_dim), seed=self.seed_generator
-            )
+            noise = self.sample_normal(n, self.student_latent_dim)
 
             def student_loss():
                 terms = self.student.loss_terms(images, noise)

@@ -2,22 +2,26 @@
 
 import keras
 
-from keras_mergan.methods.joint_replay import JointTrainingWithReplay
-from keras_mergan.methods.replay_alignment import ReplayAlignment
+from keras_mergan.methods.joint_replay import JointReplayTerms
+from keras_mergan.methods.replay import MemoryReplayGAN
+from keras_mergan.methods.replay_alignment import ReplayAlignmentTerm
 
 
 @keras.saving.register_keras_serializable(package="keras_mergan")
-class MeRGAN(JointTrainingWithReplay, ReplayAlignment):
+class MeRGAN(MemoryReplayGAN):
     """MeRGAN-JTR+RA: replays join the adversarial game and are aligned.
 
-    The losses of `JointTrainingWithReplay` and `ReplayAlignment` together;
-    each draws its own replayed batch.
+    The critic takes the terms of `JointReplayTerms`; the generator takes
+    `ReplayAlignmentTerm` and then `JointReplayTerms`' term, each drawing its
+    own replayed batch.
 
     Args:
         generator: `(z, label) -> image` model.
         critic: `image -> (score, logits)` model.
-        **kwargs: `ReplayAlignment` and `MemoryReplayGAN` arguments
-            (`lambda_ra`, `ra_scaling`, `replay_batch`, ...).
+        replay_scaling: as for `JointTrainingWithReplay`.
+        lambda_ra: as for `ReplayAlignment`.
+        ra_scaling: as for `ReplayAlignment`.
+        **kwargs: `MemoryReplayGAN` arguments (`replay_batch`, ...).
 
     Example:
 
@@ -25,3 +29,37 @@ class MeRGAN(JointTrainingWithReplay, ReplayAlignment):
     >>> gan = MeRGAN(build_dcgan_generator(10), build_dcgan_critic(10))
     >>> gan.compile()
     """
+
+    def __init__(
+        self,
+        generator: keras.Model,
+        critic: keras.Model,
+        replay_scaling: str = "reference",
+        lambda_ra: float = 1e-3,
+        ra_scaling: str = "reference",
+        **kwargs,
+    ):
+        self.joint_replay = JointReplayTerms(replay_scaling)
+        self.alignment = ReplayAlignmentTerm(float(lambda_ra), ra_scaling)
+        super().__init__(generator, critic, **kwargs)
+
+    def loss_names(self) -> list[str]:
+        return (
+            super().loss_names() + [self.alignment.name] + list(self.joint_replay.names)
+        )
+
+    def critic_penalties(self, real_images, labels) -> dict:
+        terms = super().critic_penalties(real_images, labels)
+        return {**terms, **self.joint_replay.critic_terms(self)}
+
+    def generator_penalties(self, z, labels) -> dict:
+        terms = super().generator_penalties(z, labels)
+        # Alignment first: the order in which the two draw their replays.
+        terms[self.alignment.name] = self.alignment(self)
+        return {**terms, **self.joint_replay.generator_terms(self)}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self.joint_replay.config())
+        config.update(self.alignment.config())
+        return config

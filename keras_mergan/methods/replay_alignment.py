@@ -1,5 +1,7 @@
 """MeRGAN-RA: replay alignment of the generator with its frozen snapshot."""
 
+from dataclasses import dataclass
+
 import keras
 from keras import ops
 
@@ -9,15 +11,49 @@ from keras_mergan.methods.replay import MemoryReplayGAN
 RA_SCALINGS = ("reference", "mean")
 
 
+@dataclass(frozen=True)
+class ReplayAlignmentTerm:
+    """RA's loss, `lambda_ra * L_RA`, for any `MemoryReplayGAN`.
+
+    Example:
+
+    >>> ReplayAlignmentTerm(1e-3, "mean").name
+    'replay_alignment'
+    """
+
+    lambda_ra: float = 1e-3
+    scaling: str = "reference"
+    name = "replay_alignment"
+
+    def __post_init__(self):
+        if self.scaling not in RA_SCALINGS:
+            raise ValueError(
+                f"ra_scaling must be one of {RA_SCALINGS}, got {self.scaling!r}"
+            )
+
+    def __call__(self, gan: MemoryReplayGAN):
+        """`lambda_ra * L_RA` on a fresh replayed batch; 0 without old classes."""
+        if not gan.old_classes:
+            return ops.zeros(())
+        z = gan.sample_replay_latent()
+        current = gan.generator([z, gan.replay_label_tensor()], training=False)
+        return self.lambda_ra * replay_alignment_loss(
+            current, gan.remembered_images(z), len(gan.old_classes), self.scaling
+        )
+
+    def config(self) -> dict:
+        return {"lambda_ra": self.lambda_ra, "ra_scaling": self.scaling}
+
+
 @keras.saving.register_keras_serializable(package="keras_mergan")
 class ReplayAlignment(MemoryReplayGAN):
     """MeRGAN-RA: the generator keeps drawing what its snapshot drew.
 
-    Every generator update adds `lambda_ra * L_RA`, the pixel-wise L2
-    between the generator's and the replay generator's images for the same
-    (z, c) of a replayed batch, c over the old classes only (the paper's
-    c ~ U{1, t-1}; the current class has no memory to align with). The
-    critic is unchanged.
+    Every generator update adds `lambda_ra * L_RA` (`ReplayAlignmentTerm`),
+    the pixel-wise L2 between the generator's and the replay generator's
+    images for the same (z, c) of a replayed batch, c over the old classes
+    only (the paper's c ~ U{1, t-1}; the current class has no memory to
+    align with). The critic is unchanged.
 
     Both generators run with per-class statistics, the mode in which images
     are generated for evaluation and export: the aligned images are the ones
@@ -57,33 +93,17 @@ class ReplayAlignment(MemoryReplayGAN):
         ra_scaling: str = "reference",
         **kwargs,
     ):
-        if ra_scaling not in RA_SCALINGS:
-            raise ValueError(
-                f"ra_scaling must be one of {RA_SCALINGS}, got {ra_scaling!r}"
-            )
+        self.alignment = ReplayAlignmentTerm(float(lambda_ra), ra_scaling)
         super().__init__(generator, critic, **kwargs)
-        self.lambda_ra = float(lambda_ra)
-        self.ra_scaling = ra_scaling
 
     def loss_names(self) -> list[str]:
-        return super().loss_names() + ["replay_alignment"]
-
-    def replay_alignment(self):
-        """`lambda_ra * L_RA` on a fresh replayed batch; 0 without old classes."""
-        if not self.old_classes:
-            return ops.zeros(())
-        z = self.sample_replay_latent()
-        current = self.generator([z, self.replay_label_tensor()], training=False)
-        return self.lambda_ra * replay_alignment_loss(
-            current, self.remembered_images(z), len(self.old_classes), self.ra_scaling
-        )
+        return super().loss_names() + [self.alignment.name]
 
     def generator_penalties(self, z, labels) -> dict:
         terms = super().generator_penalties(z, labels)
-        terms["replay_alignment"] = self.replay_alignment()
-        return terms
+        return {**terms, self.alignment.name: self.alignment(self)}
 
     def get_config(self):
         config = super().get_config()
-        config.update(lambda_ra=self.lambda_ra, ra_scaling=self.ra_scaling)
+        config.update(self.alignment.config())
         return config

@@ -5,31 +5,30 @@ import numpy as np
 from keras import ops
 
 from keras_mergan.backend import training_backend
-from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
-from keras_mergan.optimizers import wgan_adam
+from keras_mergan.methods.wasserstein_gan import WassersteinGAN
 
 
 @keras.saving.register_keras_serializable(package="keras_mergan")
-class UnconditionalReplayGAN(ConditionalWGANGP):
+class UnconditionalReplayGAN(WassersteinGAN):
     """Base of DGR and LT-GANs: an unconditional generator learns a data mix.
 
     The generator is the (conditional) generator given to the constructor,
     always called with label 0: its class-0 batch-norm row acts as a plain
-    batch norm. The critic's class head is not trained, so `lambda_cls` is
-    accepted (the CLI passes every method the same options) and ignored.
+    batch norm. The critic's class head is not trained.
 
     In every critic batch of `B` images, the first `round(r * B)` stay real
     and the rest are replaced by images of the frozen `replay_generator`,
     with `r = real_fraction()` fixed per task (1 in the first task). The
     critic treats the whole mix as real data, so the generator learns the
     mixture of the current task and of what the replay generator remembers.
-    Subclasses train further networks on the same mix (`extra_updates`)
-    and label replays (`replay_targets`).
+    Subclasses train further networks on the same mix (`extra_updates`,
+    with their `default_extra_optimizers`) and label replays
+    (`replay_targets`).
 
     Args:
         generator: `(z, label) -> image` model.
         critic: `image -> (score, logits)` model.
-        **kwargs: `ConditionalWGANGP` arguments.
+        **kwargs: `WassersteinGAN` arguments.
 
     Example:
 
@@ -37,51 +36,6 @@ class UnconditionalReplayGAN(ConditionalWGANGP):
     >>> gan = UnconditionalReplayGAN(build_dcgan_generator(1), build_dcgan_critic(1))
     >>> gan.compile()
     """
-
-    def __init__(self, generator: keras.Model, critic: keras.Model, **kwargs):
-        super().__init__(generator, critic, **{**kwargs, "lambda_cls": 0.0})
-        self._extra_trackers = {
-            name: keras.metrics.Mean(name=name) for name in self.extra_loss_names()
-        }
-
-    def extra_loss_names(self) -> list[str]:
-        """Names of the values `extra_updates` returns, fixed before any step."""
-        return []
-
-    def extra_optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
-        """Optimizers of further networks, by the prefix of their layer names."""
-        return {}
-
-    @property
-    def metrics(self):
-        return super().metrics + list(self._extra_trackers.values())
-
-    def compile(
-        self,
-        generator_optimizer: keras.optimizers.Optimizer | None = None,
-        critic_optimizer: keras.optimizers.Optimizer | None = None,
-        **kwargs,
-    ):
-        """As `ConditionalWGANGP.compile`, plus `extra_optimizers()` in the map."""
-        if "optimizer" not in kwargs:
-            optimizer_map = {
-                f"{self.critic.name}_.*": critic_optimizer or wgan_adam("critic_adam")
-            }
-            optimizer_map.update(
-                {f"{prefix}_.*": opt for prefix, opt in self.extra_optimizers().items()}
-            )
-            kwargs["optimizer"] = keras.optimizers.MultiOptimizer(
-                keras.optimizers.OptimizerMap(
-                    default_optimizer=generator_optimizer
-                    or wgan_adam("generator_adam"),
-                    optimizer_map=optimizer_map,
-                )
-            )
-        super().compile(**kwargs)
-
-    def extra_optimizer(self, prefix: str) -> keras.optimizers.Optimizer:
-        """The optimizer of the layers whose names start with `prefix`."""
-        return self.optimizer._optimizer_map[f"{prefix}_"]
 
     def real_fraction(self) -> float:
         """Fraction r of each critic batch that is real data in this task."""
@@ -127,12 +81,9 @@ class UnconditionalReplayGAN(ConditionalWGANGP):
 
     def _gan_step(self, data):
         images, labels = self.mix_with_replay(*data)
-        logs = super()._gan_step((images, ops.zeros_like(labels)))
-        values = self.extra_updates(images, labels)
-        for name, tracker in self._extra_trackers.items():
-            tracker.update_state(values[name])
-            logs[name] = tracker.result()
-        return logs
+        values = self.adversarial_updates(images, ops.zeros_like(labels))
+        values.update(self.extra_updates(images, labels))
+        return self.log_values(values)
 
     def minimize_extra(self, loss_fn, network: keras.Model, prefix: str):
         """`training_backend().minimize` of `loss_fn` over `network`'s variables."""
@@ -144,8 +95,3 @@ class UnconditionalReplayGAN(ConditionalWGANGP):
         """The generator's images for `z` (label 0, its running statistics)."""
         labels = np.zeros((len(z),), "int32")
         return self.generator.predict([z, labels], batch_size=batch_size, verbose=0)
-
-    def get_config(self):
-        config = super().get_config()
-        del config["lambda_cls"]
-        return config
