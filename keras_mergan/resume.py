@@ -1,3 +1,7 @@
+# Over 400 lines on purpose: finding the resume point, the checkpoint
+# callback and the state loader read and write one checkpoint format
+# (checkpoint.json and its state file); kept in one module so that format
+# has one owner.
 """Resume a task sequence after a crash: mid-task checkpoints, checked on load.
 
 A run folder holds one `task_XX/` per finished task (written by

@@ -1,3 +1,7 @@
+# Over 400 lines on purpose: Sampler and ExportDirectory depend on each
+# other (a Sampler given an export directory resolves its task through
+# ExportDirectory, which caches Samplers); apart they would import each
+# other in a cycle.
 """Sampling exported generators with onnxruntime (no Keras, TF, JAX or torch)."""
 
 from __future__ import annotations
