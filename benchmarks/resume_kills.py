@@ -21,7 +21,6 @@ Writes ``benchmarks/results/resume_kills.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -34,6 +33,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from keras_mergan.run_folder import (
+    finished_tasks,
+    load_task_model,
+    sha256_file,
+    task_dir,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -58,17 +64,13 @@ def train_command(args, out: Path) -> list[str]:
     ]
 
 
-def finished_tasks(run_dir: Path) -> dict[str, str]:
+def finished_task_hashes(run_dir: Path) -> dict[str, str]:
     """SHA-256 of every file of the tasks whose folder is complete."""
-    hashes = {}
-    number = 1
-    while (run_dir / f"task_{number:02d}" / "metrics.json").exists():
-        for path in sorted((run_dir / f"task_{number:02d}").iterdir()):
-            hashes[f"{path.parent.name}/{path.name}"] = hashlib.sha256(
-                path.read_bytes()
-            ).hexdigest()
-        number += 1
-    return hashes
+    return {
+        f"{path.parent.name}/{path.name}": sha256_file(path)
+        for number in finished_tasks(run_dir)
+        for path in sorted(task_dir(run_dir, number).iterdir())
+    }
 
 
 def checkpoint_position(run_dir: Path) -> str | None:
@@ -80,15 +82,10 @@ def checkpoint_position(run_dir: Path) -> str | None:
 
 
 def final_weight_difference(reference: Path, resumed: Path, task: int) -> float:
-    import keras
     import numpy as np
 
-    import keras_mergan.methods  # noqa: F401  (registers the model classes)
-    import keras_mergan.models  # noqa: F401  (registers the layers)
-
-    name = f"task_{task:02d}/gan.keras"
-    a = keras.saving.load_model(reference / name).generator.get_weights()
-    b = keras.saving.load_model(resumed / name).generator.get_weights()
+    a = load_task_model(reference, task).generator.get_weights()
+    b = load_task_model(resumed, task).generator.get_weights()
     return float(max(np.max(np.abs(x - y)) for x, y in zip(a, b, strict=True)))
 
 
@@ -142,7 +139,7 @@ def main() -> int:
                 # No "Resuming" line: killed before it printed, or nothing to
                 # resume from (the first task's start).
                 events[-1]["resumed_at"] = resumed_at.group(1) if resumed_at else None
-            now = finished_tasks(resumed)
+            now = finished_task_hashes(resumed)
             lost |= {name for name, digest in kept.items() if now.get(name) != digest}
             kept.update(now)
             if process.returncode != -signal.SIGKILL:
@@ -158,8 +155,8 @@ def main() -> int:
                 }
             )
         total_seconds = time.time() - total_started
-        reference_files = sorted(finished_tasks(reference))
-        resumed_files = sorted(finished_tasks(resumed))
+        reference_files = sorted(finished_task_hashes(reference))
+        resumed_files = sorted(finished_task_hashes(resumed))
         num_tasks = len({name.split("/")[0] for name in reference_files})
         result = {
             "meta": {

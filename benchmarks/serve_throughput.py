@@ -50,6 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mergan.run_folder import model_path
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -653,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.tasks, args.train_backend, work
             )
             report["export_seconds"], report["num_tasks"] = seconds, args.tasks
-            gan_path = run_dir / f"task_{args.tasks:02d}" / "gan.keras"
+            gan_path = model_path(run_dir, args.tasks)
         from keras_mergan.serve import ExportDirectory
 
         exports = ExportDirectory(export_dir)

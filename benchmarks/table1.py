@@ -55,6 +55,8 @@ import sys
 import time
 from pathlib import Path
 
+from keras_mergan.run_folder import finished_tasks, read_task_metrics
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 SHARED_DATASETS = HERE.parent.parent / "shared" / "datasets"
@@ -237,10 +239,7 @@ def train(args, variant: str) -> dict:
 
 def collect(args, variant: str) -> dict:
     out = run_dir(args, variant)
-    by_task = {}
-    for path in sorted(out.glob("task_*/metrics.json")):
-        metrics = json.loads(path.read_text())
-        by_task[metrics["task"]] = metrics
+    by_task = {n: read_task_metrics(out, n) for n in finished_tasks(out)}
     scored = {t: m for t, m in by_task.items() if "mean_accuracy" in m}
     paper_row = VARIANTS[variant][0]
     paper = PAPER[args.benchmark]

@@ -14,24 +14,15 @@ Importing this package does not import Keras or TensorFlow: the export runs
 in a TensorFlow subprocess.
 """
 
-from .core import (
-    MANIFEST,
-    ExportError,
-    export_run,
-    export_task,
-    list_tasks,
-    read_run,
-    recover,
-    task_dir_name,
-)
+from .core import export_run, export_task
+from .errors import ExportError
+from .manifest import MANIFEST
+from .publish import recover
 
 __all__ = [
     "MANIFEST",
     "ExportError",
     "export_run",
     "export_task",
-    "list_tasks",
-    "read_run",
     "recover",
-    "task_dir_name",
 ]

@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from .core import MANIFEST, ExportError, export_run
+from .core import export_run
+from .errors import ExportError
+from .manifest import MANIFEST
 from .triton import MODEL_NAME, check_model_name, write_triton_repository
 
 

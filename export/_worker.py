@@ -27,6 +27,9 @@ import sys
 import time
 import traceback
 
+# Imports no ML framework: KERAS_BACKEND is set below, before Keras is.
+from .protocol import PROTOCOL_PREFIX
+
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -191,9 +194,6 @@ def _versions() -> dict:
             except metadata.PackageNotFoundError:
                 versions[name] = None
     return versions
-
-
-PROTOCOL_PREFIX = "EXPORT-RESULT "
 
 
 def main() -> int:

@@ -21,11 +21,19 @@ own images at batch 64 (``trained_batch``; bfloat16 ones under
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+
+from keras_mergan.run_folder import (
+    METRICS_FILE,
+    RUN_INFO,
+    model_path,
+    save_model,
+    task_dir,
+    write_json,
+)
 
 REFERENCE_BATCH = 64
 
@@ -55,18 +63,17 @@ def build_run(
     from keras_mergan.precision import precision_scope
     from keras_mergan.tasks import TaskSequence, TaskStream
 
+    from .fold import float32_generator
+
     keras.utils.set_random_seed(seed)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     tasks = [[t % num_classes] for t in range(num_tasks)]
     class_names = [f"class_{c}" if c % 2 else str(c) for c in range(num_classes)]
 
-    def build_generator():
-        return build_dcgan_generator(num_classes, channels, latent_dim)
-
     with precision_scope(precision):
         gan = ConditionalWGANGP(
-            build_generator(),
+            build_dcgan_generator(num_classes, channels, latent_dim),
             build_dcgan_critic(num_classes, channels),
             latent_dim=latent_dim,
             seed=seed,
@@ -85,18 +92,18 @@ def build_run(
             seen = stream.seen_classes(epoch)
             _perturb_statistics(generator, rng)
             _boost_contrast(generator, latent_dim, seen)
-            task_dir = run_dir / f"task_{epoch + 1:02d}"
-            task_dir.mkdir(exist_ok=True)
-            gan.save(task_dir / "gan.keras")
-            metrics = {"task": epoch + 1, "task_classes": tasks[epoch]}
-            metrics["seen_classes"] = seen
-            (task_dir / "metrics.json").write_text(json.dumps(metrics))
-            with precision_scope("float32"):
-                reference = build_generator()
-            reference.set_weights(generator.get_weights())
+            folder = task_dir(run_dir, epoch + 1)
+            save_model(gan, model_path(run_dir, epoch + 1))
             _write_reference(
-                generator, reference, task_dir, seen, latent_dim, seed + epoch
+                generator,
+                float32_generator(generator),
+                folder,
+                seen,
+                latent_dim,
+                seed + epoch,
             )
+            metrics = {"task": epoch + 1, "task_classes": tasks[epoch]}
+            write_json(folder / METRICS_FILE, {**metrics, "seen_classes": seen})
 
     gan.fit(
         stream,
@@ -119,7 +126,7 @@ def build_run(
         "seed": seed,
         "precision": precision,
     }
-    (run_dir / "run.json").write_text(json.dumps(run, indent=2))
+    write_json(run_dir / RUN_INFO, run)
     return run_dir
 
 
@@ -153,7 +160,7 @@ def _boost_contrast(generator, latent_dim: int, seen) -> None:
 
 
 def _write_reference(
-    trained, reference, task_dir: Path, seen, latent_dim: int, seed: int
+    trained, reference, folder: Path, seen, latent_dim: int, seed: int
 ):
     """Images of `reference` (float32, `trained`'s weights) and of `trained`."""
     import keras
@@ -169,7 +176,7 @@ def _write_reference(
         [images(reference, z[i : i + 1], labels[i : i + 1]) for i in range(8)]
     )
     np.savez(
-        task_dir / "reference.npz",
+        folder / "reference.npz",
         z=z,
         labels=labels,
         batch=images(reference, z, labels),
@@ -228,7 +235,7 @@ def cached_run(
         f"{source_fingerprint()}"
     )
     target = cache_root / key
-    if (target / "run.json").is_file():
+    if (target / RUN_INFO).is_file():
         return target
     cache_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache_root))
@@ -254,7 +261,7 @@ def cached_run(
         try:
             os.rename(staging / "run", target)
         except OSError:  # another process finished the same run first
-            if not (target / "run.json").is_file():
+            if not (target / RUN_INFO).is_file():
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -27,7 +27,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .core import MANIFEST, TASK_DIR, ExportError, publish, sha256_file
+from keras_mergan.run_folder import sha256_file, task_folders
+
+from .errors import ExportError
+from .manifest import MANIFEST
+from .publish import publish
 
 MODEL_NAME = "generator"
 MAX_BATCH_SIZE = 256
@@ -122,8 +126,8 @@ def write_triton_repository(
 
     Each ``model.onnx`` is checked against its manifest's sha256 before it
     is copied. The model directory is built beside its destination and
-    swapped in whole (:func:`keras_mergan.export.core.publish`), so a Triton polling the
-    repository never loads a half-written version; other models in
+    swapped in whole (:func:`keras_mergan.export.publish.publish`), so a
+    Triton polling the repository never loads a half-written version; other models in
     ``repository`` are left alone.
 
     Example:
@@ -134,11 +138,7 @@ def write_triton_repository(
     if not 1 <= max_batch_size <= 2**20 or max_queue_delay_us < 0:
         raise ExportError("max_batch_size must be >= 1 and the queue delay >= 0")
     export_dir = Path(export_dir)
-    tasks = {}
-    for child in sorted(export_dir.iterdir()) if export_dir.is_dir() else []:
-        match = TASK_DIR.match(child.name)
-        if match and (child / MANIFEST).is_file():
-            tasks[int(match.group(1))] = child
+    tasks = task_folders(export_dir, MANIFEST)
     if not tasks:
         raise ExportError(f"no exported task in {export_dir}")
     manifests = {}

@@ -23,7 +23,8 @@ import keras
 import numpy as np
 
 from keras_mergan.resume import TrainingCheckpoint
-from keras_mergan.run import RunRecorder, task_dir
+from keras_mergan.run import RunRecorder
+from keras_mergan.run_folder import task_dir
 from keras_mergan.tasks import TaskSequence, TaskStream
 
 __all__ = [

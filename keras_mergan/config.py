@@ -7,7 +7,6 @@ does what the command does. `run.json` holds the resolved config under
 """
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from keras_mergan.methods import METHODS
 from keras_mergan.precision import PRECISIONS
 from keras_mergan.presets import DEFAULT_PRESET, PRESETS
+from keras_mergan.run_folder import RUN_INFO, read_run_info
 
 ARCHITECTURES = ("dcgan", "resnet")
 # Channels of the first critic / last generator convolution in each
@@ -295,10 +295,11 @@ class RunConfig:
     @classmethod
     def from_run_dir(cls, run_dir: str | os.PathLike) -> "RunConfig":
         """The config a run folder's `run.json` was trained with."""
-        path = Path(run_dir) / "run.json"
-        info = json.loads(path.read_text())
+        info = read_run_info(run_dir)
         if "config" not in info:
-            raise ValueError(f"{path} predates RunConfig: it records no config")
+            raise ValueError(
+                f"{Path(run_dir) / RUN_INFO} predates RunConfig: it records no config"
+            )
         return cls.from_dict(info["config"])
 
 

@@ -23,19 +23,24 @@ and writes the report to ``RUN_DIR/evaluation.json``.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from keras_mergan.data import ImageDataset, load_dataset
 from keras_mergan.evaluator import Evaluator
 from keras_mergan.metrics import feature_distance
-from keras_mergan.run import class_sampler, task_dir, write_json
+from keras_mergan.run import class_sampler
+from keras_mergan.run_folder import (
+    finished_tasks,
+    load_task_model,
+    read_run_info,
+    read_task_metrics,
+    write_json,
+)
 
 __all__ = [
     "evaluate_run",
@@ -43,21 +48,9 @@ __all__ = [
     "format_accuracy_table",
     "format_evaluation",
     "load_run",
-    "read_run_info",
-    "task_metrics",
-    "load_task_gan",
-    "task_numbers",
 ]
 
 EVALUATION_FILE = "evaluation.json"
-
-
-def read_run_info(run_dir: str | os.PathLike) -> dict:
-    """`run.json` of a run folder."""
-    info_path = Path(run_dir) / "run.json"
-    if not info_path.exists():
-        raise FileNotFoundError(f"{info_path} not found: is {run_dir} a run folder?")
-    return json.loads(info_path.read_text())
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[dict, ImageDataset]:
@@ -66,27 +59,6 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, ImageDataset]:
     height, _, channels = info["image_shape"]
     dataset = load_dataset(info["dataset"], image_size=height, channels=channels)
     return info, dataset
-
-
-def task_numbers(run_dir: str | os.PathLike) -> list[int]:
-    """1-based numbers of the consecutive finished tasks (with a `gan.keras`)."""
-    numbers = []
-    while (task_dir(run_dir, len(numbers) + 1) / "gan.keras").exists():
-        numbers.append(len(numbers) + 1)
-    return numbers
-
-
-def task_metrics(run_dir: str | os.PathLike, number: int) -> dict:
-    """`metrics.json` of task `number` (1-based)."""
-    return json.loads((task_dir(run_dir, number) / "metrics.json").read_text())
-
-
-def load_task_gan(run_dir: str | os.PathLike, number: int) -> tuple[keras.Model, dict]:
-    """The GAN saved after task `number` and that task's `metrics.json`."""
-    import keras_mergan.methods  # noqa: F401  (registers the model classes)
-
-    gan = keras.saving.load_model(task_dir(run_dir, number) / "gan.keras")
-    return gan, task_metrics(run_dir, number)
 
 
 def reverse_accuracy(
@@ -183,7 +155,7 @@ def evaluate_run(
         raise ValueError(f"samples must be >= 2, got {samples}")
     if dataset is None:
         _, dataset = load_run(run_dir)
-    available = task_numbers(run_dir)
+    available = finished_tasks(run_dir)
     if not available:
         raise FileNotFoundError(f"no task checkpoints under {run_dir}")
     wanted = list(available if tasks is None else tasks)
@@ -200,8 +172,8 @@ def evaluate_run(
     for number in wanted:
         if progress:
             progress(f"evaluating task {number}/{available[-1]}")
-        gan, metrics = load_task_gan(run_dir, number)
-        seen = [int(c) for c in metrics["seen_classes"]]
+        gan = load_task_model(run_dir, number)
+        seen = [int(c) for c in read_task_metrics(run_dir, number)["seen_classes"]]
         images, accuracy = _generated_images(gan, evaluator, seen, samples, seed)
         row = {
             "task": number,

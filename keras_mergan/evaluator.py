@@ -17,7 +17,6 @@ import hashlib
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import keras
 import numpy as np
 
 from keras_mergan.data import ImageDataset
+from keras_mergan.run_folder import save_model
 
 __all__ = ["Evaluator", "build_classifier", "default_cache_dir", "ARCH_VERSION"]
 
@@ -228,24 +228,13 @@ class Evaluator:
         model = cls._train(dataset, epochs, seed, verbose)
         evaluator = cls(model, dataset.class_names)
         try:
-            cache.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{path.stem}-", suffix=".keras", dir=cache
+            # an uncompiled copy: a .keras file of the compiled model would
+            # also hold the optimizer state (3x the size)
+            clean = build_classifier(
+                dataset.image_shape, dataset.num_classes, seed=seed
             )
-            os.close(fd)
-            try:
-                # an uncompiled copy: a .keras file of the compiled model would
-                # also hold the optimizer state (3x the size)
-                clean = build_classifier(
-                    dataset.image_shape, dataset.num_classes, seed=seed
-                )
-                clean.set_weights(model.get_weights())
-                clean.save(tmp)
-                os.chmod(tmp, 0o644)  # mkstemp creates 0600
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
+            clean.set_weights(model.get_weights())
+            save_model(clean, path)
             evaluator.cache_path = path
             logger.info("saved evaluator to %s", path)
         except OSError as e:

@@ -18,7 +18,6 @@ extra (matplotlib, scikit-learn).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,15 +25,16 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from keras_mergan.data import ImageDataset
-from keras_mergan.evaluation import (
-    load_run,
-    load_task_gan,
-    read_run_info,
-    task_metrics,
-    task_numbers,
-)
+from keras_mergan.evaluation import load_run
 from keras_mergan.evaluator import Evaluator
 from keras_mergan.run import class_sampler, read_accuracy_curve
+from keras_mergan.run_folder import (
+    atomic_open,
+    finished_tasks,
+    load_task_model,
+    read_run_info,
+    read_task_metrics,
+)
 from keras_mergan.sampling import fixed_latents, grid_image, sample_grid
 
 __all__ = [
@@ -54,12 +54,8 @@ def _plot_path(run_dir, path, name) -> Path:
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".png", delete=False
-    ) as tmp:
-        figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    os.replace(tmp.name, path)
+    with atomic_open(path, "wb") as f:
+        figure.savefig(f, format="png", dpi=100, bbox_inches="tight")
     return path
 
 
@@ -131,8 +127,9 @@ def grid_evolution(
         (len(numbers), len(classes), num_latents, height, width, channels), "uint8"
     )
     for row, number in enumerate(numbers):
-        gan, metrics = load_task_gan(run_dir, number)
-        seen = [c for c in classes if c in metrics["seen_classes"]]
+        gan = load_task_model(run_dir, number)
+        seen_classes = read_task_metrics(run_dir, number)["seen_classes"]
+        seen = [c for c in classes if c in seen_classes]
         for label, images in zip(seen, sample_grid(gan, seen, z), strict=True):
             cells[row, classes.index(label)] = images
     return cells
@@ -226,7 +223,9 @@ def plot_feature_tsne(
         info = read_run_info(run_dir)
     label = int(info["tasks"][0][0] if label is None else label)
     numbers = _checkpoints(run_dir)
-    seeing = [n for n in numbers if label in task_metrics(run_dir, n)["seen_classes"]]
+    seeing = [
+        n for n in numbers if label in read_task_metrics(run_dir, n)["seen_classes"]
+    ]
     if not seeing:
         raise ValueError(f"no finished task of {run_dir} has seen class {label}")
     tasks = sorted(set(tasks) if tasks else {seeing[0], seeing[-1]})
@@ -241,7 +240,7 @@ def plot_feature_tsne(
         real = dataset.x_train[np.flatnonzero(dataset.y_train == label)[:samples]]
     groups = {"real": evaluator.features(real)}
     for number in tasks:
-        gan, _ = load_task_gan(run_dir, number)
+        gan = load_task_model(run_dir, number)
         generated = class_sampler(gan, seed)(label, samples)
         groups[f"generated after task {number}"] = evaluator.features(generated)
     features = np.concatenate(list(groups.values()))
@@ -306,7 +305,7 @@ def _run_classes(info: dict) -> list[int]:
 
 
 def _checkpoints(run_dir) -> list[int]:
-    numbers = task_numbers(run_dir)
+    numbers = finished_tasks(run_dir)
     if not numbers:
         raise FileNotFoundError(f"no task checkpoints under {run_dir}")
     return numbers

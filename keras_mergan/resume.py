@@ -1,3 +1,7 @@
+# Over 400 lines on purpose: finding the resume point, the checkpoint
+# callback and the state loader read and write one checkpoint format
+# (checkpoint.json and its state file); kept in one module so that format
+# has one owner.
 """Resume a task sequence after a crash: mid-task checkpoints, checked on load.
 
 A run folder holds one `task_XX/` per finished task (written by
@@ -16,7 +20,6 @@ generator's snapshot, a method's per-task statistics) is therefore the
 original's, not a snapshot of a half-trained model.
 """
 
-import hashlib
 import json
 import math
 import os
@@ -28,7 +31,16 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_mergan.run import task_dir, write_json
+from keras_mergan.run_folder import (
+    RUN_INFO,
+    atomic_open,
+    finished_tasks,
+    model_path,
+    sha256_file,
+    task_dir,
+    task_number,
+    write_json,
+)
 from keras_mergan.tasks import TaskSequence, TaskStream
 
 CHECKPOINT_FOLDER = "resume"
@@ -98,9 +110,10 @@ def check_run_info(run_dir: str | os.PathLike, run_info: dict) -> None:
             checkpoint but no `run.json`.
     """
     run_dir = Path(run_dir)
-    info_path = run_dir / "run.json"
+    info_path = run_dir / RUN_INFO
     if not info_path.exists():
-        leftovers = sorted(p.name for p in run_dir.glob("task_*")) + (
+        tasks = [p.name for p in run_dir.glob("*") if task_number(p.name)]
+        leftovers = sorted(tasks) + (
             [CHECKPOINT_FOLDER] if (run_dir / CHECKPOINT_FOLDER).exists() else []
         )
         if leftovers:
@@ -142,14 +155,6 @@ def _training_facts(run_info: dict) -> dict:
     return facts
 
 
-def completed_tasks(run_dir: str | os.PathLike) -> int:
-    """Number of tasks, from the first, whose folder is fully written."""
-    number = 0
-    while (task_dir(run_dir, number + 1) / "metrics.json").exists():
-        number += 1
-    return number
-
-
 def find_resume_point(run_dir: str | os.PathLike, stream: TaskStream) -> ResumePoint:
     """The latest consistent state of the run in `run_dir`, verified.
 
@@ -158,7 +163,7 @@ def find_resume_point(run_dir: str | os.PathLike, stream: TaskStream) -> ResumeP
             another task layout, or ahead of the task folders.
     """
     run_dir = Path(run_dir)
-    done = min(completed_tasks(run_dir), stream.num_tasks)
+    done = min(len(finished_tasks(run_dir)), stream.num_tasks)
     manifest = _read_manifest(run_dir / CHECKPOINT_FOLDER, stream)
     if manifest is not None:
         position = (manifest["task"], manifest["step"])
@@ -223,7 +228,7 @@ def fit_tasks(
         if start.step == 0 and start.state is not None:
             load_state(model, start.state)
         elif start.task > 0:
-            _load_task_checkpoint(model, task_dir(run_dir, start.task) / "gan.keras")
+            _load_task_checkpoint(model, model_path(run_dir, start.task))
         checkpoint = TrainingCheckpoint(folder, stream, checkpoint_every, start)
         task = start.task
         if start.step:
@@ -351,12 +356,8 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         iteration = task * self.stream.steps_per_task + step
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"state-{iteration:08d}.npz"
-        partial = self.folder / f".{name}.partial"
-        with open(partial, "wb") as f:
+        with atomic_open(self.folder / name, "wb", fsync=True) as f:
             np.savez(f, *arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, self.folder / name)
         write_json(
             self.folder / MANIFEST_NAME,
             {
@@ -366,7 +367,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
                 "iteration": iteration,
                 "state": name,
                 "bytes": (self.folder / name).stat().st_size,
-                "sha256": _sha256(self.folder / name),
+                "sha256": sha256_file(self.folder / name),
                 "variables": len(arrays),
                 "tasks": self.stream.tasks,
                 "steps_per_task": self.stream.steps_per_task,
@@ -450,7 +451,7 @@ def _verified_state(folder: Path, manifest: dict) -> Path:
     size = path.stat().st_size
     if size != manifest["bytes"]:
         problem = f"truncated ({size} bytes, {manifest['bytes']} expected)"
-    elif _sha256(path) != manifest["sha256"]:
+    elif sha256_file(path) != manifest["sha256"]:
         problem = "corrupt (its SHA-256 differs from the manifest's)"
     else:
         return path
@@ -458,11 +459,3 @@ def _verified_state(folder: Path, manifest: dict) -> Path:
         f"checkpoint state {path} is {problem}; not loading it: {remedy}"
     )
     return path
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -1,9 +1,7 @@
 """Per-task artifacts of a run: checkpoint, sample grid and metrics."""
 
 import csv
-import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,39 +9,24 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_mergan.run_folder import (
+    GRID_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    RUN_INFO,
+    atomic_open,
+    finished_tasks,
+    read_task_metrics,
+    save_model,
+    task_dir,
+    write_json,
+)
 from keras_mergan.sampling import fixed_latents, sample_grid, save_grid
 from keras_mergan.tasks import TaskStream
 
 #: Accuracy per seen class every `eval_every` iterations (`RunRecorder`).
 ACCURACY_CURVE = "accuracy_curve.csv"
 _CURVE_FIELDS = ("iteration", "task", "class", "accuracy")
-
-
-def task_dir(run_dir: str | os.PathLike, task_number: int) -> Path:
-    """Folder of task `task_number` (1-based) inside a run directory."""
-    return Path(run_dir) / f"task_{task_number:02d}"
-
-
-def write_json(path: str | os.PathLike, data) -> Path:
-    """Write JSON atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as tmp:
-        json.dump(data, tmp, indent=2)
-    os.replace(tmp.name, path)
-    return path
-
-
-def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
-    """`model.save` to a temp name, then rename: never a truncated checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def class_sampler(gan, seed: int = 0) -> Callable[[int, int], np.ndarray]:
@@ -80,13 +63,11 @@ def read_accuracy_curve(run_dir: str | os.PathLike) -> list[dict]:
     """
     run_dir = Path(run_dir)
     points = {}
-    number = 1
-    while (task_dir(run_dir, number) / "metrics.json").exists():
-        metrics = json.loads((task_dir(run_dir, number) / "metrics.json").read_text())
+    for number in finished_tasks(run_dir):
+        metrics = read_task_metrics(run_dir, number)
         iteration = number * metrics["iterations"]
         for label, accuracy in metrics.get("accuracy", {}).items():
             points[iteration, int(label)] = (number, float(accuracy))
-        number += 1
     for row in _read_csv(run_dir / ACCURACY_CURVE):
         key = int(row["iteration"]), int(row["class"])
         points[key] = (int(row["task"]), float(row["accuracy"]))
@@ -157,7 +138,7 @@ class RunRecorder(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.run_dir / "run.json", self.run_info)
+        write_json(self.run_dir / RUN_INFO, self.run_info)
         self._z = fixed_latents(self.grid_columns, self.model.latent_dim, self.seed)
         self._first_epoch = True
 
@@ -207,9 +188,9 @@ class RunRecorder(keras.callbacks.Callback):
             metrics["mean_accuracy"] = float(np.mean(list(accuracy.values())))
             if self.eval_every:
                 self._append_curve(self.stream.steps_per_task, accuracy)
-        save_model(self.model, folder / "gan.keras")
-        save_grid(sample_grid(self.model, seen, self._z), folder / "grid.png")
-        write_json(folder / "metrics.json", metrics)
+        save_model(self.model, folder / MODEL_FILE)
+        save_grid(sample_grid(self.model, seen, self._z), folder / GRID_FILE)
+        write_json(folder / METRICS_FILE, metrics)
         self._append_csv(metrics)
 
     def _append_csv(self, metrics):
@@ -242,10 +223,7 @@ class RunRecorder(keras.callbacks.Callback):
         kept = [row for row in rows if int(row["iteration"]) <= iteration]
         if len(kept) == len(rows):
             return
-        with tempfile.NamedTemporaryFile(
-            "w", dir=path.parent, prefix=f".{path.name}.", delete=False, newline=""
-        ) as tmp:
-            writer = csv.DictWriter(tmp, fieldnames=_CURVE_FIELDS)
+        with atomic_open(path, newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=_CURVE_FIELDS)
             writer.writeheader()
             writer.writerows(kept)
-        os.replace(tmp.name, path)

@@ -1,12 +1,13 @@
 """Sample grids: rows are categories, columns a fixed set of latent vectors."""
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from keras_mergan.run_folder import atomic_open
 
 
 def fixed_latents(n: int, latent_dim: int, seed: int = 0) -> np.ndarray:
@@ -50,11 +51,6 @@ def grid_image(grid: np.ndarray, padding: int = 2) -> Image.Image:
 
 def save_grid(grid: np.ndarray, path: str | os.PathLike, padding: int = 2) -> Path:
     """Write a grid PNG atomically: a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".png", delete=False
-    ) as tmp:
-        grid_image(grid, padding).save(tmp, format="PNG")
-    os.replace(tmp.name, path)
-    return path
+    with atomic_open(path, "wb") as f:
+        grid_image(grid, padding).save(f, format="PNG")
+    return Path(path)

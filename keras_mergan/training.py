@@ -5,7 +5,6 @@ checkpoints and resume, sample grids, metrics, evaluator scores and exports.
 """
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +39,7 @@ from keras_mergan.resume import (
     find_resume_point,
     fit_tasks,
 )
-from keras_mergan.run import task_dir
+from keras_mergan.run_folder import finished_tasks, read_run_info, read_task_metrics
 from keras_mergan.tasks import TaskStream, cumulative_tasks, split_tasks
 
 
@@ -333,13 +332,8 @@ def accuracy_summary(run_dir: str | os.PathLike) -> str:
     from keras_mergan.evaluation import format_accuracy_table
 
     run_dir = Path(run_dir)
-    info = json.loads((run_dir / "run.json").read_text())
-    rows = []
-    number = 1
-    while (task_dir(run_dir, number) / "metrics.json").exists():
-        metrics = json.loads((task_dir(run_dir, number) / "metrics.json").read_text())
-        if "accuracy" in metrics:
-            rows.append(metrics)
-        number += 1
+    info = read_run_info(run_dir)
+    metrics = [read_task_metrics(run_dir, n) for n in finished_tasks(run_dir)]
+    rows = [m for m in metrics if "accuracy" in m]
     table = format_accuracy_table(rows, info["class_names"]) + "\n" if rows else ""
     return f"{table}Run written to {run_dir} (grids: {run_dir}/task_*/grid.png)"

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_mergan.metrics import feature_distance
-from keras_mergan.run import write_json
+from keras_mergan.run_folder import METRICS_FILE, write_json
 from keras_mergan.sampling import fixed_latents
 
 
@@ -88,5 +88,5 @@ def task_report(
 
 def add_task_report(folder: Path, report: dict) -> None:
     """Merge `report` into a task folder's `metrics.json`."""
-    path = Path(folder) / "metrics.json"
+    path = Path(folder) / METRICS_FILE
     write_json(path, {**json.loads(path.read_text()), **report})

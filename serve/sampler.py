@@ -1,8 +1,11 @@
+# Over 400 lines on purpose: Sampler and ExportDirectory depend on each
+# other (a Sampler given an export directory resolves its task through
+# ExportDirectory, which caches Samplers); apart they would import each
+# other in a cycle.
 """Sampling exported generators with onnxruntime (no Keras, TF, JAX or torch)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -14,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from keras_mergan.run_folder import EXPORT_MANIFEST as MANIFEST
+from keras_mergan.run_folder import sha256_bytes, task_folders
+
 from .errors import (
     CategoryNotLearnedError,
     ExportIntegrityError,
@@ -24,13 +30,11 @@ from .errors import (
 )
 from .images import to_uint8
 
-MANIFEST = "manifest.json"
 SUPPORTED_FORMAT = "keras_mergan.generator"
 MAX_SAMPLES = 65536
 # Rows per onnxruntime call: bounds memory for large n and gives the
 # thread pool whole chunks to spread over cores.
 CHUNK = 512
-_TASK_DIR = re.compile(r"^task_(\d+)$")
 _TASK_VALUE = re.compile(r"^\d{1,6}$")
 
 
@@ -75,12 +79,7 @@ class ExportDirectory:
         if (self.root / MANIFEST).is_file():
             manifest = _read_manifest(self.root / MANIFEST)
             return {int(manifest["task"]): self.root}
-        found = {}
-        for child in self.root.iterdir():
-            match = _TASK_DIR.match(child.name)
-            if match and (child / MANIFEST).is_file():
-                found[int(match.group(1))] = child
-        return found
+        return task_folders(self.root, MANIFEST)
 
     def tasks(self) -> list[int]:
         """1-based numbers of the published tasks, ascending."""
@@ -245,8 +244,7 @@ class Sampler:
             ) from None
         if verify:
             expected = manifest.get("files", {}).get(manifest["onnx"]["path"], {})
-            actual = hashlib.sha256(model_bytes).hexdigest()
-            if expected.get("sha256") != actual:
+            if expected.get("sha256") != sha256_bytes(model_bytes):
                 raise ExportIntegrityError(
                     f"{model_name} does not match the sha256 in its manifest"
                 )

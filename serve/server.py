@@ -1,3 +1,7 @@
+# Over 400 lines on purpose: one concept, starting the hardened server. The
+# connection deadlines, the socket binding and the command line that sets
+# them share ServerLimits and are tested together (tests/test_serve_*);
+# splitting the argument parser off would split `main` from its options.
 """Run the HTTP server: uvicorn with the httptools parser, hardened.
 
 ``python -m keras_mergan.serve EXPORT_DIR [--host H] [--port P] [...]`` (:func:`main`).

@@ -20,13 +20,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import keras_mergan.export.core
+import keras_mergan.export.publish
 import numpy as np
 import onnxruntime as ort
 import pytest
 from keras_mergan.export import ExportError, export_run, export_task, recover
 from keras_mergan.export.__main__ import parse_tasks
-from keras_mergan.export.core import sha256_file
 from keras_mergan.export.synthetic import cached_run
+
+from keras_mergan.run_folder import sha256_file
 
 BACKENDS = ("tensorflow", "jax", "torch")
 PRECISIONS = ("float32", "bfloat16")
@@ -313,7 +315,7 @@ def test_crash_between_renames_is_recovered(
     out = tmp_path / "export"
     shutil.copytree(previous_export, out)
     before = _snapshot(out / "task_01")
-    monkeypatch.setattr(keras_mergan.export.core, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(keras_mergan.export.publish, "_exchange", lambda a, b: False)
     real_rename = os.rename
     calls = []
 
@@ -323,10 +325,10 @@ def test_crash_between_renames_is_recovered(
             raise SimulatedCrash("killed")
         return real_rename(source, target)
 
-    monkeypatch.setattr(keras_mergan.export.core.os, "rename", rename)
+    monkeypatch.setattr(keras_mergan.export.publish.os, "rename", rename)
     with pytest.raises(SimulatedCrash):
         export_task(current_run, 1, out)
-    monkeypatch.setattr(keras_mergan.export.core.os, "rename", real_rename)
+    monkeypatch.setattr(keras_mergan.export.publish.os, "rename", real_rename)
     assert not (out / "task_01").exists()
     aside = [p for p in out.iterdir() if ".old-" in p.name]
     assert len(aside) == 1 and aside[0].name.startswith(".")

@@ -26,7 +26,8 @@ from keras_mergan.resume import (
     load_state,
     training_state,
 )
-from keras_mergan.run import RunRecorder, task_dir
+from keras_mergan.run import RunRecorder
+from keras_mergan.run_folder import task_dir
 from keras_mergan.tasks import TaskSequence, TaskStream
 
 STEPS = 6
