@@ -16,6 +16,7 @@ from keras_mergan.data import DatasetError, ImageFiles, load_dataset, resolve_ca
 from keras_mergan.distribution import data_parallel, training_devices
 from keras_mergan.evaluator import Evaluator
 from keras_mergan.methods import METHODS
+from keras_mergan.methods.replay import MemoryReplayGAN
 from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
 from keras_mergan.models import (
     build_dcgan_critic,
@@ -25,6 +26,7 @@ from keras_mergan.models import (
 )
 from keras_mergan.optimizers import wgan_adam
 from keras_mergan.precision import precision_scope
+from keras_mergan.replay_health import replay_health_hook
 from keras_mergan.resume import check_run_info, find_resume_point, fit_tasks
 from keras_mergan.run import RunRecorder, task_dir
 from keras_mergan.tasks import TaskStream, cumulative_tasks, split_tasks
@@ -203,6 +205,9 @@ def _train(config: RunConfig, run_dir, verbose: int, log) -> Path:
     hooks = []
     if isinstance(gan, UnconditionalReplayGAN):
         hooks.append(_replay_report_hook(gan, stream, dataset, evaluator, config, log))
+    replays = isinstance(gan, MemoryReplayGAN | UnconditionalReplayGAN)
+    if evaluator is not None and replays:
+        hooks.append(replay_health_hook(gan, stream, evaluator, log, seed=config.seed))
     if config.export:
         from keras_mergan.export import export_task
 
