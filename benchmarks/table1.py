@@ -154,7 +154,7 @@ def parse_args(argv=None):
         "--seeds",
         type=_int_list,
         default=[0],
-        help="comma-separated training seeds; several give mean +- std",
+        help="comma-separated training seeds; several give mean ± std",
     )
     parser.add_argument(
         "--class-orders",
@@ -595,7 +595,7 @@ def spread(rows: list[dict]) -> dict:
 
 
 def repeated_markdown(args, variants: list[str], runs: list[dict]) -> str:
-    """Mean +- std over the runs of each variant, then the runs one by one."""
+    """Mean ± std over the runs of each variant, then the runs one by one."""
     orders = (
         f"{args.class_orders} random class orders of {args.tasks}"
         if args.class_orders
@@ -607,7 +607,7 @@ def repeated_markdown(args, variants: list[str], runs: list[dict]) -> str:
         f"seeds {', '.join(map(str, args.seeds))}, {orders}",
         "",
         "Evaluator accuracy (%) of generated images, mean over the classes seen "
-        f"so far, {args.eval_samples} images per class: mean +- sample standard "
+        f"so far, {args.eval_samples} images per class: mean ± sample standard "
         "deviation over the runs (n).",
     ]
     body = []
@@ -616,7 +616,7 @@ def repeated_markdown(args, variants: list[str], runs: list[dict]) -> str:
         cells = [
             "-"
             if key not in scores
-            else f"{scores[key]['mean']:.2f} +- {scores[key]['std']:.2f} "
+            else f"{scores[key]['mean']:.2f} ± {scores[key]['std']:.2f} "
             f"({scores[key]['n']})"
             for key in SPREAD
         ]
