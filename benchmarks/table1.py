@@ -6,6 +6,7 @@ Usage::
     python benchmarks/table1.py --preset cpu --methods jtr,ra  # 1000 it/task
     python benchmarks/table1.py --preset paper --backend jax   # 4000 it/task
     python benchmarks/table1.py --dataset svhn --preset paper  # 8000 it/task
+    python benchmarks/table1.py --seeds 0,1,2 --class-orders 2  # mean ± std
 
 ``--dataset`` is ``mnist`` (the shared copy if present, else the Keras
 download), ``svhn`` (``train_32x32.mat`` and ``test_32x32.mat`` in the shared
@@ -26,6 +27,17 @@ read from ``task_05/metrics.json`` and ``task_10/metrics.json`` and printed
 beside the paper's Table 1. Results go to
 ``benchmarks/results/table1_[svhn_]<preset>_<iterations>_<backend>[_bfloat16].{json,md}``;
 a method that did not reach task 5 or 10 shows "-" there.
+
+Each run also reports its task-by-class accuracy matrix and what follows
+from it (average incremental accuracy, per-class forgetting, backward
+transfer; ``keras_mergan.continual``) and the replay health of replay
+methods (``keras_mergan.replay_health``). ``--seeds`` trains every variant
+once per seed; ``--class-orders K`` trains each seed on K random orders of
+``--tasks``' classes (order k shuffled by numpy's generator of seed k), in
+folders ``<variant>_seed<s>_order<k>`` (seed 0 in the given order keeps
+``<variant>``). Several runs per variant give
+``..._seeds<list>[_orders<K>].{json,md}``: mean ± sample standard deviation
+over the runs, then every run.
 
 Variants named after a method use the paper's hyper-parameters (the
 package's defaults). LT-GANs (``ltgan``) cannot be asked for a class, so
@@ -603,8 +615,8 @@ def repeated_markdown(args, variants: list[str], runs: list[dict]) -> str:
     )
     lines = [
         f"# MeRGAN Table 1, {args.benchmark.upper()} ({args.preset}: "
-        f"{iterations(args)} iterations per task, backend {args.backend}), "
-        f"seeds {', '.join(map(str, args.seeds))}, {orders}",
+        f"{iterations(args)} iterations per task, backend {args.backend}, "
+        f"{args.precision}), seeds {', '.join(map(str, args.seeds))}, {orders}",
         "",
         "Evaluator accuracy (%) of generated images, mean over the classes seen "
         f"so far, {args.eval_samples} images per class: mean ± sample standard "
@@ -621,7 +633,7 @@ def repeated_markdown(args, variants: list[str], runs: list[dict]) -> str:
             for key in SPREAD
         ]
         body.append([variant, *cells])
-    lines += _table("", ["method", *SPREAD.values()], body)[1:]
+    lines += _table("", ["method", *SPREAD.values()], body)[2:]
     lines += _table(
         "Runs:",
         ["method", "seed", "class order", "tasks", *SPREAD.values()],
