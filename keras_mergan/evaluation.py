@@ -173,10 +173,10 @@ def evaluate_run(
     reverse_epochs: int | None = None,
     tasks: Sequence[int] | None = None,
     evaluator: Evaluator | None = None,
-    kid: bool = True,
-    precision_recall: bool = True,
     dataset: ImageDataset | None = None,
     progress: Callable[[str], None] | None = None,
+    kid: bool = True,
+    precision_recall: bool = True,
 ) -> dict:
     """Scores of every task checkpoint of a run; writes ``evaluation.json``.
 
@@ -185,9 +185,6 @@ def evaluate_run(
         samples: generated images per seen class (and per task).
         seed: seed of the latent vectors.
         fid: compute FID on evaluator features, per class and overall.
-        kid: the same for KID.
-        precision_recall: the same for precision, recall, density and
-            coverage (needs the ``metrics`` extra, ``prdc``).
         reverse: compute the reverse accuracy (trains one classifier per
             task with two or more seen classes).
         reverse_epochs: epochs of those classifiers (default: the
@@ -197,6 +194,9 @@ def evaluate_run(
             (`Evaluator.for_dataset`).
         dataset: default the run's dataset (`run.json`).
         progress: called with a line of text before each task.
+        kid: compute KID on evaluator features, per class and overall.
+        precision_recall: the same for precision, recall, density and
+            coverage (needs the ``metrics`` extra, ``prdc``).
 
     Returns:
         The report written to ``RUN_DIR/evaluation.json``: ``run``,
@@ -233,11 +233,8 @@ def evaluate_run(
     if evaluator is None:
         evaluator = Evaluator.for_dataset(dataset)
     real_features: dict[int, np.ndarray] = {}
-    scores = {
-        name: score
-        for name, score in FEATURE_SCORES.items()
-        if {"fid": fid, "kid": kid, "precision_recall": precision_recall}[name]
-    }
+    wanted_scores = {"fid": fid, "kid": kid, "precision_recall": precision_recall}
+    scores = {name: FEATURE_SCORES[name] for name, on in wanted_scores.items() if on}
     results = []
     for number in wanted:
         if progress:
