@@ -6,6 +6,7 @@ Usage::
     python benchmarks/table1.py --preset cpu --methods jtr,ra  # 1000 it/task
     python benchmarks/table1.py --preset paper --backend jax   # 4000 it/task
     python benchmarks/table1.py --dataset svhn --preset paper  # 8000 it/task
+    python benchmarks/table1.py --seeds 0,1,2 --class-orders 2  # mean ± std
 
 ``--dataset`` is ``mnist`` (the shared copy if present, else the Keras
 download), ``svhn`` (``train_32x32.mat`` and ``test_32x32.mat`` in the shared
@@ -26,6 +27,17 @@ read from ``task_05/metrics.json`` and ``task_10/metrics.json`` and printed
 beside the paper's Table 1. Results go to
 ``benchmarks/results/table1_[svhn_]<preset>_<iterations>_<backend>[_bfloat16].{json,md}``;
 a method that did not reach task 5 or 10 shows "-" there.
+
+Each run also reports its task-by-class accuracy matrix and what follows
+from it (average incremental accuracy, per-class forgetting, backward
+transfer; ``keras_mergan.continual``) and the replay health of replay
+methods (``keras_mergan.replay_health``). ``--seeds`` trains every variant
+once per seed; ``--class-orders K`` trains each seed on K random orders of
+``--tasks``' classes (order k shuffled by numpy's generator of seed k), in
+folders ``<variant>_seed<s>_order<k>`` (seed 0 in the given order keeps
+``<variant>``). Several runs per variant give
+``..._seeds<list>[_orders<K>].{json,md}``: mean ± sample standard deviation
+over the runs, then every run.
 
 Variants named after a method use the paper's hyper-parameters (the
 package's defaults). LT-GANs (``ltgan``) cannot be asked for a class, so
@@ -55,7 +67,10 @@ import sys
 import time
 from pathlib import Path
 
-from keras_mergan.run_folder import finished_tasks, read_task_metrics
+import numpy as np
+
+from keras_mergan.continual import AccuracyMatrix, summarize
+from keras_mergan.run_folder import finished_tasks, read_run_info, read_task_metrics
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -148,7 +163,19 @@ def parse_args(argv=None):
         default=1000,
         help="generated images per class scored after each task",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        type=_int_list,
+        default=[0],
+        help="comma-separated training seeds; several give mean ± std",
+    )
+    parser.add_argument(
+        "--class-orders",
+        type=int,
+        default=0,
+        help="K > 0: train each seed on K random orders of --tasks' classes "
+        "(order k drawn with numpy seed k) instead of the given order",
+    )
     parser.add_argument("--runs", type=Path, default=HERE / "runs" / "table1")
     parser.add_argument("--fresh", action="store_true", help="discard earlier runs")
     parser.add_argument(
@@ -160,11 +187,50 @@ def parse_args(argv=None):
         parser.error(f"unknown methods {sorted(unknown)}; known: {list(VARIANTS)}")
     if args.iters_per_task is not None and args.iters_per_task < 1:
         parser.error("--iters-per-task must be >= 1")
+    if args.class_orders < 0:
+        parser.error("--class-orders must be >= 0")
+    if args.class_orders and not _is_class_list(args.tasks):
+        parser.error("--class-orders needs --tasks as classes: '0-9' or '0,1,2'")
     try:
         args.benchmark, args.dataset = resolve_dataset(args.dataset)
     except FileNotFoundError as error:
         parser.error(str(error))
     return args
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")]
+
+
+def _is_class_list(spec: str) -> bool:
+    return all(part.replace("-", "").isdigit() for part in spec.split(","))
+
+
+def class_order(spec: str, order: int) -> str:
+    """`--tasks` for class order `order`: 0 keeps `spec`, k > 0 shuffles it.
+
+    Order k is the permutation numpy's generator of seed k draws of the
+    classes of `spec` ("0-9" or "0,1,2"): the same k gives the same order on
+    every machine.
+
+    Example:
+        >>> class_order("0-4", 0), class_order("0-4", 1)
+        ('0-4', '4,0,1,2,3')
+    """
+    if order == 0:
+        return spec
+    classes = []
+    for part in spec.split(","):
+        low, _, high = part.partition("-")
+        classes += range(int(low), int(high or low) + 1)
+    shuffled = np.random.default_rng(order).permutation(classes)
+    return ",".join(str(c) for c in shuffled)
+
+
+def repetitions(args) -> list[tuple[int, int]]:
+    """(seed, class order) of every run of a variant; order 0 is `--tasks`'."""
+    orders = range(1, args.class_orders + 1) if args.class_orders else [0]
+    return [(seed, order) for seed in args.seeds for order in orders]
 
 
 def resolve_dataset(name: str) -> tuple[str, str]:
@@ -185,8 +251,14 @@ def resolve_dataset(name: str) -> tuple[str, str]:
     return ("svhn" if svhn else "mnist"), name
 
 
-def run_dir(args, variant: str) -> Path:
-    return args.runs / label(args, "-") / variant.replace("+", "_")
+def run_dir(args, variant: str, seed: int = 0, order: int = 0) -> Path:
+    """The run folder of `variant`; seed 0 in the given order keeps the plain name."""
+    name = variant.replace("+", "_")
+    if seed:
+        name += f"_seed{seed}"
+    if order:
+        name += f"_order{order}"
+    return args.runs / label(args, "-") / name
 
 
 def label(args, separator: str) -> str:
@@ -202,8 +274,8 @@ def iterations(args) -> int:
     return args.iters_per_task or PRESETS[args.preset][args.benchmark]
 
 
-def train(args, variant: str) -> dict:
-    out = run_dir(args, variant)
+def train(args, variant: str, seed: int = 0, order: int = 0) -> dict:
+    out = run_dir(args, variant, seed, order)
     if args.fresh and out.exists():
         shutil.rmtree(out)
     command = [
@@ -215,7 +287,7 @@ def train(args, variant: str) -> dict:
         "--dataset",
         args.dataset,
         "--tasks",
-        args.tasks,
+        class_order(args.tasks, order),
         "--iters-per-task",
         str(iterations(args)),
         "--eval-samples",
@@ -225,7 +297,7 @@ def train(args, variant: str) -> dict:
         "--precision",
         args.precision,
         "--seed",
-        str(args.seed),
+        str(seed),
         "--out",
         str(out),
         "--verbose",
@@ -237,8 +309,8 @@ def train(args, variant: str) -> dict:
     return {"returncode": completed.returncode, "seconds": time.time() - started}
 
 
-def collect(args, variant: str) -> dict:
-    out = run_dir(args, variant)
+def collect(args, variant: str, seed: int = 0, order: int = 0) -> dict:
+    out = run_dir(args, variant, seed, order)
     by_task = {n: read_task_metrics(out, n) for n in finished_tasks(out)}
     scored = {t: m for t, m in by_task.items() if "mean_accuracy" in m}
     paper_row = VARIANTS[variant][0]
@@ -268,10 +340,23 @@ def collect(args, variant: str) -> dict:
             for task, m in sorted(by_task.items())
             if "generated_classes" in m
         },
+        "replay_health": {
+            task: m["replay_health"]
+            for task, m in sorted(by_task.items())
+            if "replay_health" in m
+        },
         "seconds": sum(m["seconds"] for m in by_task.values()),
+        "seed": seed,
+        "class_order": order,
+        "tasks": class_order(args.tasks, order),
     }
     for task in (5, 10):
         row[f"after_{task}"] = row["accuracy_per_task"].get(task)
+    if scored:
+        info = read_run_info(out)
+        matrix = AccuracyMatrix.from_rows(list(scored.values()), info["class_names"])
+        row["accuracy_matrix"] = matrix.to_dict()
+        row["continual"] = summarize(matrix)
     return row
 
 
@@ -311,9 +396,7 @@ def _table(title: str, header: list, body: list[list[str]]) -> list[str]:
 
 
 def markdown(args, rows) -> str:
-    def cell(value):
-        return "-" if value is None else f"{value:.2f}"
-
+    cell = _cell
     lines = [
         f"# MeRGAN Table 1, {args.benchmark.upper()} ({args.preset}: "
         f"{iterations(args)} iterations per task, backend {args.backend})",
@@ -389,6 +472,7 @@ def markdown(args, rows) -> str:
             ["method", "task", *REPLAY_REPORT.values()],
             reports,
         )
+    lines += continual_tables(rows)
     last_shares = {
         row["variant"]: (max(by_task), _by_int(by_task[max(by_task)]))
         for row in rows
@@ -409,18 +493,173 @@ def markdown(args, rows) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _percent(value):
+    return None if value is None else 100 * value
+
+
+def continual_tables(rows) -> list[str]:
+    """Markdown of the accuracy matrices' summaries and of replay health."""
+    summaries = [row for row in rows if row.get("continual")]
+    lines = []
+    if summaries:
+        lines += _table(
+            "Continual-learning summaries of the task-by-class accuracy matrix "
+            "(%): average incremental accuracy, mean per-class forgetting (best "
+            "earlier accuracy minus the last) and backward transfer:",
+            ["method", "avg. incremental acc.", "mean forgetting", "BWT"],
+            [
+                [row["variant"]]
+                + [
+                    _cell(_percent(row["continual"][key]))
+                    for key in (
+                        "average_incremental_accuracy",
+                        "mean_forgetting",
+                        "backward_transfer",
+                    )
+                ]
+                for row in summaries
+            ],
+        )
+        forgetting = [row["continual"]["forgetting"] for row in summaries]
+        names = list(dict.fromkeys(c for per_class in forgetting for c in per_class))
+        lines += _table(
+            "Forgetting (%) per class after the last finished task:",
+            ["method", *names],
+            [
+                [row["variant"]] + [_cell(_percent(per_class.get(c))) for c in names]
+                for row, per_class in zip(summaries, forgetting, strict=True)
+            ],
+        )
+    health = [
+        [row["variant"], str(task), *_replay_health_cells(report)]
+        for row in rows
+        for task, report in _by_int(row.get("replay_health", {})).items()
+    ]
+    if health:
+        lines += _table(
+            "Replay health after each task: the evaluator on the replay "
+            "generator's samples of the old classes (worst class):",
+            ["method", "task", "min. accuracy (%)", "min. share / even", "warnings"],
+            health,
+        )
+    return lines
+
+
+def _replay_health_cells(report: dict) -> list[str]:
+    accuracy = report.get("accuracy")
+    even = 1 / len(report["old_classes"])
+    return [
+        _cell(_percent(min(accuracy.values())) if accuracy else None),
+        _cell(min(report["class_share"].values()) / even),
+        str(len(report["warnings"])),
+    ]
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+# Per-run scores averaged over seeds and class orders, in %: key -> title.
+SPREAD = {
+    "after_5": "after 5 tasks",
+    "after_10": "after 10 tasks",
+    "final": "after the last task",
+    "average_incremental_accuracy": "avg. incremental acc.",
+    "mean_forgetting": "mean forgetting",
+    "backward_transfer": "BWT",
+}
+
+
+def run_scores(row: dict) -> dict:
+    """The `SPREAD` scores of one run, in % (None where undefined)."""
+    continual = row.get("continual") or {}
+    accuracy = _by_int(row["accuracy_per_task"])
+    scores = {
+        "after_5": row["after_5"],
+        "after_10": row["after_10"],
+        "final": accuracy[max(accuracy)] if accuracy else None,
+    }
+    for key in ("average_incremental_accuracy", "mean_forgetting", "backward_transfer"):
+        scores[key] = _percent(continual.get(key))
+    return scores
+
+
+def spread(rows: list[dict]) -> dict:
+    """Mean, sample standard deviation (ddof 1) and count of each `SPREAD` score.
+
+    Example:
+        >>> rows = [{"after_5": 90.0}, {"after_5": 94.0}]
+        >>> spread([{**r, "after_10": None, "accuracy_per_task": {}} for r in rows])
+        {'after_5': {'mean': 92.0, 'std': 2.8284271247461903, 'n': 2}}
+    """
+    result = {}
+    for key in SPREAD:
+        values = [v for row in rows if (v := run_scores(row)[key]) is not None]
+        if values:
+            result[key] = {
+                "mean": float(np.mean(values)),
+                "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                "n": len(values),
+            }
+    return result
+
+
+def repeated_markdown(args, variants: list[str], runs: list[dict]) -> str:
+    """Mean ± std over the runs of each variant, then the runs one by one."""
+    orders = (
+        f"{args.class_orders} random class orders of {args.tasks}"
+        if args.class_orders
+        else f"class order {args.tasks}"
+    )
+    lines = [
+        f"# MeRGAN Table 1, {args.benchmark.upper()} ({args.preset}: "
+        f"{iterations(args)} iterations per task, backend {args.backend}, "
+        f"{args.precision}), seeds {', '.join(map(str, args.seeds))}, {orders}",
+        "",
+        "Evaluator accuracy (%) of generated images, mean over the classes seen "
+        f"so far, {args.eval_samples} images per class: mean ± sample standard "
+        "deviation over the runs (n).",
+    ]
+    body = []
+    for variant in variants:
+        scores = spread([row for row in runs if row["variant"] == variant])
+        cells = [
+            "-"
+            if key not in scores
+            else f"{scores[key]['mean']:.2f} ± {scores[key]['std']:.2f} "
+            f"({scores[key]['n']})"
+            for key in SPREAD
+        ]
+        body.append([variant, *cells])
+    lines += _table("", ["method", *SPREAD.values()], body)[2:]
+    lines += _table(
+        "Runs:",
+        ["method", "seed", "class order", "tasks", *SPREAD.values()],
+        [
+            [row["variant"], str(row["seed"]), str(row["class_order"]), row["tasks"]]
+            + [_cell(value) for value in run_scores(row).values()]
+            for row in runs
+        ],
+    )
+    lines += continual_tables(
+        [
+            {**row, "variant": f"{row['variant']} s{row['seed']} o{row['class_order']}"}
+            for row in runs
+        ]
+    )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     variants = args.methods.split(",")
+    repeats = repetitions(args)
     status = 0
     if not args.report_only:
         for variant in variants:
-            status |= train(args, variant)["returncode"] != 0
+            for seed, order in repeats:
+                status |= train(args, variant, seed, order)["returncode"] != 0
     RESULTS.mkdir(exist_ok=True)
-    stem = f"table1_{label(args, '_')}"
-    rows = merge_rows(
-        RESULTS / f"{stem}.json", [collect(args, variant) for variant in variants]
-    )
     report = {
         "preset": args.preset,
         "iters_per_task": iterations(args),
@@ -429,9 +668,33 @@ def main(argv=None) -> int:
         "dataset": args.dataset,
         "tasks": args.tasks,
         "eval_samples": args.eval_samples,
-        "rows": rows,
     }
-    table = markdown(args, rows)
+    stem = f"table1_{label(args, '_')}"
+    if len(repeats) > 1:
+        stem += "_seeds" + "-".join(map(str, args.seeds))
+        if args.class_orders:
+            stem += f"_orders{args.class_orders}"
+        runs = [collect(args, v, *repeat) for v in variants for repeat in repeats]
+        report.update(
+            seeds=args.seeds,
+            class_orders=args.class_orders,
+            summary={
+                v: spread([row for row in runs if row["variant"] == v])
+                for v in variants
+            },
+            runs=runs,
+        )
+        table = repeated_markdown(args, variants, runs)
+    else:
+        (seed, order) = repeats[0]
+        if (seed, order) != (0, 0):
+            stem += f"_seed{seed}" + (f"_order{order}" if order else "")
+        rows = merge_rows(
+            RESULTS / f"{stem}.json",
+            [collect(args, variant, seed, order) for variant in variants],
+        )
+        report["rows"] = rows
+        table = markdown(args, rows)
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2))
     (RESULTS / f"{stem}.md").write_text(table)
     print("\n" + table)

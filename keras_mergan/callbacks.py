@@ -7,8 +7,12 @@
    `metrics.csv` row, and `run.json`;
 3. `UnconditionalReport` (DGR, LT-GANs): class shares, FID, solver accuracy
    and student NLL of the task, merged into its `metrics.json`;
-4. `TaskExport` (optional): each task's SavedModel and ONNX export;
-5. `TrainingCheckpoint`: the mid-task training state under `resume/`.
+4. `ReplayHealth` (replay methods, with an evaluator): the evaluator's
+   accuracy and class shares on the replay generator's samples of the old
+   classes, merged into `metrics.json`, with a `ReplayHealthWarning` for a
+   class that collapsed;
+5. `TaskExport` (optional): each task's SavedModel and ONNX export;
+6. `TrainingCheckpoint`: the mid-task training state under `resume/`.
 
 Callbacks after `RunRecorder` find the task's folder written; the
 checkpoint comes last so that a task counts as done only once every file of
@@ -16,18 +20,21 @@ it exists. `keras_mergan.training.prepare_run` builds the list for a
 `RunConfig`.
 """
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from keras_mergan import replay_health
 from keras_mergan.resume import TrainingCheckpoint
 from keras_mergan.run import RunRecorder
 from keras_mergan.run_folder import task_dir
 from keras_mergan.tasks import TaskSequence, TaskStream
 
 __all__ = [
+    "ReplayHealth",
     "RunRecorder",
     "TaskExport",
     "TaskSequence",
@@ -127,3 +134,81 @@ class UnconditionalReport(keras.callbacks.Callback):
             f"{k} {v:.4g}" for k, v in report.items() if isinstance(v, float)
         )
         self.log(f"Task {epoch + 1}: {summary}")
+
+
+class ReplayHealth(keras.callbacks.Callback):
+    """Scores the replay of the old classes after each task, and warns.
+
+    At the end of task ``t`` the model's frozen ``replay_generator`` is the
+    one that replayed the old classes during ``t``. `samples` images per old
+    class are drawn from it (`replay_health.replay_samples`) and classified
+    by the evaluator; `replay_health.replay_health` turns them into per-class
+    accuracy and shares. The report goes into the task's ``metrics.json``
+    under ``"replay_health"`` and each problem is raised as a
+    `replay_health.ReplayHealthWarning`. The first task has no old classes
+    and is skipped. Place it after `RunRecorder`.
+
+    Args:
+        run_dir: the run folder `RunRecorder` writes.
+        stream: the task stream being fitted.
+        evaluator: classifies images (`predict(images) -> labels`).
+        log: receives one summary line per task.
+        samples: replayed images per old class.
+        seed: seed of the replayed latent codes.
+        min_accuracy: a class replayed with a lower accuracy is warned of.
+        min_share: a class with less than this fraction of an even share of
+            the replay is warned of.
+
+    Example:
+
+    >>> # model.fit(stream, ..., callbacks=[TaskSequence(stream), recorder,
+    >>> #     ReplayHealth("runs/jtr", stream, Evaluator.for_dataset(data))])
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        stream: TaskStream,
+        evaluator,
+        log: Callable[[str], None] = print,
+        samples: int = replay_health.SAMPLES_PER_CLASS,
+        seed: int = 0,
+        min_accuracy: float = replay_health.MIN_ACCURACY,
+        min_share: float = replay_health.MIN_SHARE,
+    ):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.stream = stream
+        self.evaluator = evaluator
+        self.log = log
+        self.samples = samples
+        self.seed = seed
+        self.min_accuracy = min_accuracy
+        self.min_share = min_share
+
+    def on_epoch_end(self, epoch, logs=None):
+        from keras_mergan.unconditional import add_task_report
+
+        new = self.stream.tasks[epoch]
+        old = [c for c in self.stream.seen_classes(epoch) if c not in new]
+        if not old:
+            return
+        images, labels = replay_health.replay_samples(
+            self.model, old, self.samples, self.seed
+        )
+        report = replay_health.replay_health(
+            self.evaluator.predict(images),
+            labels,
+            old,
+            self.min_accuracy,
+            self.min_share,
+        )
+        add_task_report(task_dir(self.run_dir, epoch + 1), {"replay_health": report})
+        shares = ", ".join(f"{c}: {s:.2f}" for c, s in report["class_share"].items())
+        self.log(f"Task {epoch + 1} replay health: class shares {shares}")
+        for problem in report["warnings"]:
+            warnings.warn(
+                f"task {epoch + 1}: {problem}",
+                replay_health.ReplayHealthWarning,
+                stacklevel=2,
+            )

@@ -62,8 +62,8 @@ def _build_parser() -> argparse.ArgumentParser:
         commands.add_parser(name, help=help, add_help=False)
     evaluate = commands.add_parser(
         "evaluate",
-        help="accuracy, FID and reverse accuracy of a run, per task "
-        "(writes RUN_DIR/evaluation.json)",
+        help="accuracy, forgetting, FID, KID, precision/recall and reverse "
+        "accuracy of a run, per task (writes RUN_DIR/evaluation.json)",
     )
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument(
@@ -76,12 +76,20 @@ def _build_parser() -> argparse.ArgumentParser:
         type=_task_numbers,
         help="tasks to evaluate, e.g. '5,10' (default: every finished task)",
     )
-    evaluate.add_argument(
-        "--fid",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="FID on evaluator features, per class and overall",
-    )
+    for option, scores in (
+        ("--fid", "FID"),
+        ("--kid", "KID (unbiased, cubic kernel)"),
+        (
+            "--precision-recall",
+            "precision, recall, density and coverage (k = 3; the metrics extra)",
+        ),
+    ):
+        evaluate.add_argument(
+            option,
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help=f"{scores} on evaluator features, per class and overall",
+        )
     evaluate.add_argument(
         "--reverse-accuracy",
         action="store_true",
@@ -237,6 +245,8 @@ def evaluate(args) -> dict:
         samples=args.samples,
         seed=args.seed,
         fid=args.fid,
+        kid=args.kid,
+        precision_recall=args.precision_recall,
         reverse=args.reverse_accuracy,
         reverse_epochs=args.reverse_epochs,
         tasks=args.tasks,

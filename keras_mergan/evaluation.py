@@ -12,10 +12,20 @@ during training with the same seed and sample count) and reports
   ``"features"`` of generated images and of the real test images, per class
   and over all seen classes together (no Inception download). With few real
   test images per class (100 in the built-in digits) the per-class value is
-  biased upwards: compare it between runs of the same dataset only;
+  biased upwards: compare it between runs of the same dataset only. The
+  value over all classes compares the two pooled sets, not the classes one
+  by one: it can be lower than every per-class value (README, "FID over all
+  classes and per class");
+- KID (unbiased, no sample-size bias) and precision, recall, density and
+  coverage (k-NN manifolds, k = 3) on the same features, per class and
+  overall (`keras_mergan.metrics`);
 - reverse accuracy: a classifier with the evaluator's architecture, trained
   on the generated images of the seen classes, tested on their real test
-  images (reported from two seen classes on).
+  images (reported from two seen classes on);
+- the task-by-class accuracy matrix of the evaluated tasks and its
+  summaries: average accuracy after each task, average incremental
+  accuracy, per-class forgetting and backward transfer
+  (`keras_mergan.continual`).
 
 ``keras-mergan evaluate RUN_DIR`` prints the tables of `format_evaluation`
 and writes the report to ``RUN_DIR/evaluation.json``.
@@ -30,9 +40,15 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mergan.continual import AccuracyMatrix, summarize
 from keras_mergan.data import ImageDataset, load_dataset
 from keras_mergan.evaluator import Evaluator
-from keras_mergan.metrics import feature_distance
+from keras_mergan.metrics import (
+    NEAREST_K,
+    feature_distance,
+    kernel_distance,
+)
+from keras_mergan.metrics import precision_recall as precision_recall_scores
 from keras_mergan.run import class_sampler
 from keras_mergan.run_folder import (
     finished_tasks,
@@ -47,10 +63,22 @@ __all__ = [
     "reverse_accuracy",
     "format_accuracy_table",
     "format_evaluation",
+    "format_continual",
     "load_run",
 ]
 
 EVALUATION_FILE = "evaluation.json"
+
+# Scores of generated against real evaluator features: name -> (function of
+# (fake, real), fewest images each set needs).
+FEATURE_SCORES: dict[str, tuple[Callable, int]] = {
+    "fid": (feature_distance, 2),
+    "kid": (kernel_distance, 2),
+    "precision_recall": (
+        lambda fake, real: precision_recall_scores(real, fake),
+        NEAREST_K + 2,
+    ),
+}
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[dict, ImageDataset]:
@@ -119,6 +147,8 @@ def evaluate_run(
     evaluator: Evaluator | None = None,
     dataset: ImageDataset | None = None,
     progress: Callable[[str], None] | None = None,
+    kid: bool = True,
+    precision_recall: bool = True,
 ) -> dict:
     """Scores of every task checkpoint of a run; writes ``evaluation.json``.
 
@@ -136,14 +166,21 @@ def evaluate_run(
             (`Evaluator.for_dataset`).
         dataset: default the run's dataset (`run.json`).
         progress: called with a line of text before each task.
+        kid: compute KID on evaluator features, per class and overall.
+        precision_recall: the same for precision, recall, density and
+            coverage (needs the ``metrics`` extra, ``prdc``).
 
     Returns:
         The report written to ``RUN_DIR/evaluation.json``: ``run``,
         ``samples_per_class``, ``seed``, ``class_names`` and ``tasks``, one
         entry per task with ``task``, ``seen_classes``, ``accuracy`` (by
         class, as a string), ``mean_accuracy`` and, when asked, ``fid``,
-        ``fid_per_class`` and ``reverse_accuracy`` (None with a single
-        seen class).
+        ``fid_per_class``, ``kid``, ``kid_per_class``, ``precision_recall``
+        and ``precision_recall_per_class`` (dicts of ``precision``,
+        ``recall``, ``density``, ``coverage``; None where a class has too
+        few real test images) and ``reverse_accuracy`` (None with a single
+        seen class); then ``accuracy_matrix`` (`AccuracyMatrix.to_dict`)
+        and ``continual`` (`keras_mergan.continual.summarize`).
 
     Example:
         >>> report = evaluate_run("runs/ra-digits", samples=200)  # doctest: +SKIP
@@ -168,6 +205,8 @@ def evaluate_run(
     if evaluator is None:
         evaluator = Evaluator.for_dataset(dataset)
     real_features: dict[int, np.ndarray] = {}
+    wanted_scores = {"fid": fid, "kid": kid, "precision_recall": precision_recall}
+    scores = {name: FEATURE_SCORES[name] for name, on in wanted_scores.items() if on}
     results = []
     for number in wanted:
         if progress:
@@ -181,11 +220,14 @@ def evaluate_run(
             "accuracy": {str(c): a for c, a in accuracy.items()},
             "mean_accuracy": float(np.mean(list(accuracy.values()))),
         }
-        if fid:
-            row.update(_fid(evaluator, dataset, images, real_features))
+        if scores:
+            row.update(
+                _feature_scores(evaluator, dataset, images, real_features, scores)
+            )
         if reverse:
             row["reverse_accuracy"] = _reverse(images, dataset, reverse_epochs, seed)
         results.append(row)
+    matrix = AccuracyMatrix.from_rows(results, dataset.class_names)
     report = {
         "run": str(run_dir),
         "samples_per_class": samples,
@@ -193,6 +235,8 @@ def evaluate_run(
         "class_names": list(dataset.class_names),
         "evaluator": str(evaluator.cache_path) if evaluator.cache_path else None,
         "tasks": results,
+        "accuracy_matrix": matrix.to_dict(),
+        "continual": summarize(matrix),
     }
     write_json(run_dir / EVALUATION_FILE, report)
     return report
@@ -219,23 +263,31 @@ def _generated_images(
     return images, accuracy
 
 
-def _fid(evaluator, dataset, images, real_features) -> dict:
-    per_class: dict[str, float | None] = {}
-    fake_all, real_all = [], []
-    for label, generated in images.items():
+def _feature_scores(evaluator, dataset, images, real_features, scores) -> dict:
+    """`scores` of each class's generated features against its real ones.
+
+    ``<name>_per_class`` by class, and ``<name>`` for the pooled sets of all
+    seen classes; None where the real images are too few.
+    """
+    fake = {label: evaluator.features(generated) for label, generated in images.items()}
+    for label in images:
         if label not in real_features:
             real = dataset.x_test[dataset.y_test == label]
             real_features[label] = evaluator.features(real)
-        fake = evaluator.features(generated)
-        real = real_features[label]
-        per_class[str(label)] = feature_distance(fake, real) if len(real) >= 2 else None
-        fake_all.append(fake)
-        real_all.append(real)
-    real = np.concatenate(real_all)
-    overall = (
-        feature_distance(np.concatenate(fake_all), real) if len(real) >= 2 else None
-    )
-    return {"fid": overall, "fid_per_class": per_class}
+    real = {label: real_features[label] for label in images}
+    pooled = np.concatenate(list(fake.values())), np.concatenate(list(real.values()))
+
+    def score(function, fewest, fake_set, real_set):
+        return function(fake_set, real_set) if len(real_set) >= fewest else None
+
+    result = {}
+    for name, (function, fewest) in scores.items():
+        result[name] = score(function, fewest, *pooled)
+        result[f"{name}_per_class"] = {
+            str(label): score(function, fewest, fake[label], real[label])
+            for label in images
+        }
+    return result
 
 
 def _reverse(images, dataset, epochs, seed) -> float | None:
@@ -293,25 +345,84 @@ def format_accuracy_table(results: Sequence[dict], class_names: Sequence[str]) -
 
 
 def format_evaluation(report: dict) -> str:
-    """The accuracy table and, when computed, a table of FID per class."""
+    """Accuracy table, continual summaries, and FID, KID, precision/recall tables."""
     names = report["class_names"]
     text = format_accuracy_table(report["tasks"], names)
-    rows = [row for row in report["tasks"] if "fid_per_class" in row]
-    if rows:
+    if report.get("continual"):
+        text += "\n\n" + format_continual(report["continual"])
+    tables = (
+        ("fid", "FID on evaluator features (lower is better)", _number),
+        ("kid", "KID on evaluator features (unbiased, lower is better)", _small),
+        (
+            "precision_recall",
+            "Precision / recall (%) on evaluator features, k = 3 (higher is better)",
+            _precision_recall,
+        ),
+    )
+    for key, title, cell in tables:
+        rows = [row for row in report["tasks"] if f"{key}_per_class" in row]
+        if not rows:
+            continue
         lines = ["| task | " + " | ".join(names) + " | all |"]
         lines.append("|" + "---|" * (len(names) + 2))
         for row in rows:
-            cells = [
-                _number(row["fid_per_class"].get(str(c))) for c in range(len(names))
-            ]
+            per_class = row[f"{key}_per_class"]
+            cells = [cell(per_class.get(str(c))) for c in range(len(names))]
             lines.append(
-                f"| {row['task']} | "
-                + " | ".join(cells)
-                + f" | {_number(row['fid'])} |"
+                f"| {row['task']} | " + " | ".join(cells) + f" | {cell(row[key])} |"
             )
-        text += "\n\nFID on evaluator features (lower is better)\n\n" + "\n".join(lines)
+        text += f"\n\n{title}\n\n" + "\n".join(lines)
     return text
+
+
+def format_continual(summary: dict) -> str:
+    """Lines of `keras_mergan.continual.summarize`'s scores, in %.
+
+    Example:
+        >>> print(format_continual({
+        ...     "average_accuracy": {"1": 1.0, "2": 0.7},
+        ...     "average_incremental_accuracy": 0.85,
+        ...     "forgetting": {"3": 0.5},
+        ...     "mean_forgetting": 0.5,
+        ...     "backward_transfer": -0.5,
+        ... }))
+        Average accuracy (%) after each task: 1: 100.00, 2: 70.00
+        Average incremental accuracy: 85.00%
+        Forgetting (%) per class (best earlier minus last): 3: 50.00; mean 50.00
+        Backward transfer: -50.00%
+    """
+
+    def percent(value):
+        return "-" if value is None else f"{100 * value:.2f}"
+
+    def listed(values: dict) -> str:
+        return ", ".join(f"{key}: {percent(value)}" for key, value in values.items())
+
+    lines = [
+        f"Average accuracy (%) after each task: {listed(summary['average_accuracy'])}",
+        "Average incremental accuracy: "
+        f"{percent(summary['average_incremental_accuracy'])}%",
+    ]
+    if summary["forgetting"]:
+        lines.append(
+            "Forgetting (%) per class (best earlier minus last): "
+            f"{listed(summary['forgetting'])}; "
+            f"mean {percent(summary['mean_forgetting'])}"
+        )
+    if summary["backward_transfer"] is not None:
+        lines.append(f"Backward transfer: {percent(summary['backward_transfer'])}%")
+    return "\n".join(lines)
 
 
 def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
+
+
+def _small(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def _precision_recall(value: dict | None) -> str:
+    if value is None:
+        return ""
+    return f"{100 * value['precision']:.0f} / {100 * value['recall']:.0f}"

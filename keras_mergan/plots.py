@@ -6,6 +6,8 @@
 - `plot_grid_evolution` (Fig. 5 and 7): one fixed z per column group, one
   row per task checkpoint, one column per class; classes not yet seen at a
   task are left black.
+- `plot_accuracy_matrix`: heatmap of the task-by-class accuracy matrix
+  (`keras_mergan.continual`), classes in the order they were learned.
 - `plot_feature_tsne` (Fig. 4): t-SNE of the evaluator's features of real
   test images of one class (red) and of images of that class generated after
   some tasks.
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from keras_mergan.continual import AccuracyMatrix
 from keras_mergan.data import ImageDataset
 from keras_mergan.evaluation import load_run
 from keras_mergan.evaluator import Evaluator
@@ -38,6 +41,7 @@ from keras_mergan.run_folder import (
 from keras_mergan.sampling import fixed_latents, grid_image, sample_grid
 
 __all__ = [
+    "plot_accuracy_matrix",
     "plot_forgetting_curves",
     "grid_evolution",
     "plot_grid_evolution",
@@ -100,6 +104,55 @@ def plot_forgetting_curves(
     axes.set_title(f"Accuracy per class during training ({info.get('method', '')})")
     axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
     return _save(figure, _plot_path(run_dir, path, "forgetting_curves.png"))
+
+
+def plot_accuracy_matrix(
+    run_dir: str | os.PathLike, path: str | os.PathLike | None = None
+) -> Path:
+    """Heatmap of accuracy (%) per task (rows) and class (columns).
+
+    From the task ends' ``metrics.json``; classes not yet seen are blank,
+    each cell is labelled with its value.
+
+    Example:
+        >>> plot_accuracy_matrix("runs/ra-digits")  # doctest: +SKIP
+        PosixPath('runs/ra-digits/plots/accuracy_matrix.png')
+    """
+    info = read_run_info(run_dir)
+    matrix = AccuracyMatrix.from_rows(
+        [read_task_metrics(run_dir, number) for number in _checkpoints(run_dir)],
+        info["class_names"],
+    )
+    if not matrix.tasks:
+        raise FileNotFoundError(
+            f"{run_dir} has no accuracy per class: train with an evaluator "
+            "(--eval-samples > 0) and a conditional method"
+        )
+    percent = 100 * matrix.values
+    rows, columns = percent.shape
+    figure = Figure(figsize=(1.5 + 0.6 * columns, 1.2 + 0.45 * rows))
+    axes = figure.subplots()
+    image = axes.imshow(
+        np.ma.masked_invalid(percent), cmap="viridis", vmin=0, vmax=100, aspect="auto"
+    )
+    for (t, c), value in np.ndenumerate(percent):
+        if not np.isnan(value):
+            axes.text(
+                c,
+                t,
+                f"{value:.0f}",
+                ha="center",
+                va="center",
+                fontsize="x-small",
+                color="white" if value < 60 else "black",
+            )
+    axes.set_xticks(range(columns), matrix.classes)
+    axes.set_yticks(range(rows), [str(task) for task in matrix.tasks])
+    axes.set_xlabel("class (in the order learned)")
+    axes.set_ylabel("after task")
+    axes.set_title(f"Accuracy (%) per task and class ({info.get('method', '')})")
+    figure.colorbar(image, ax=axes, label="evaluator accuracy (%)")
+    return _save(figure, _plot_path(run_dir, path, "accuracy_matrix.png"))
 
 
 def grid_evolution(
@@ -288,6 +341,7 @@ def plot_run(
     """
     return [
         plot_forgetting_curves(run_dir),
+        plot_accuracy_matrix(run_dir),
         plot_grid_evolution(run_dir, num_latents=num_latents, seed=seed),
         plot_feature_tsne(
             run_dir,

@@ -112,9 +112,7 @@ def read_run_info(run_dir: str | os.PathLike) -> dict:
     try:
         info = json.loads(path.read_text())
     except FileNotFoundError:
-        raise RunFolderError(
-            f"{path} not found: is {run_dir} a run folder?"
-        ) from None
+        raise RunFolderError(f"{path} not found: is {run_dir} a run folder?") from None
     except json.JSONDecodeError as error:
         raise RunFolderError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(info, dict):

@@ -12,6 +12,7 @@ from pathlib import Path
 import keras
 
 from keras_mergan.callbacks import (
+    ReplayHealth,
     RunRecorder,
     TaskExport,
     TaskSequence,
@@ -23,6 +24,7 @@ from keras_mergan.data import DatasetError, ImageFiles, load_dataset, resolve_ca
 from keras_mergan.distribution import data_parallel, training_devices
 from keras_mergan.evaluator import Evaluator
 from keras_mergan.methods import METHODS
+from keras_mergan.methods.replay import MemoryReplayGAN
 from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
 from keras_mergan.models import (
     build_dcgan_critic,
@@ -259,6 +261,12 @@ def prepare_run(
                 config.seed,
                 log,
             )
+        )
+    if evaluator is not None and isinstance(
+        gan, MemoryReplayGAN | UnconditionalReplayGAN
+    ):
+        callbacks.append(
+            ReplayHealth(run_dir, stream, evaluator, log, seed=config.seed)
         )
     if config.export:
         callbacks.append(TaskExport(run_dir))

@@ -1,6 +1,7 @@
 """Argument handling of the Table 1 benchmark driver (no training)."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,55 @@ def test_unconditional_runs_report_their_replay_scores(table1, tmp_path):
     assert "| ltgan | 2 | 50.00 | 12.25 | - | 80.00 |" in text
     assert "| ltgan | 2 | 25.00 | 25.00 |" in text
     assert "Mean accuracy" not in text and "per class after" not in text
+
+
+def test_seeds_and_class_orders_name_their_runs(table1, tmp_path):
+    args = table1.parse_args(
+        ["--runs", str(tmp_path), "--seeds", "0,1", "--class-orders", "2"]
+    )
+    assert table1.repetitions(args) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    orders = [table1.class_order("0-9", k) for k in (1, 2)]
+    assert orders[0] != orders[1] and orders[0] == table1.class_order("0-9", 1)
+    assert all(sorted(map(int, o.split(","))) == list(range(10)) for o in orders)
+    assert table1.class_order("0-9", 0) == "0-9"
+    assert table1.run_dir(args, "jtr-short").name == "jtr-short"
+    assert table1.run_dir(args, "jtr+ra", 1, 2).name == "jtr_ra_seed1_order2"
+    with pytest.raises(SystemExit):
+        table1.parse_args(["--class-orders", "1", "--tasks", "0,1/2,3"])
+
+
+def _write_run(folder, rows, class_names):
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"class_names": class_names}))
+    for number, accuracy in enumerate(rows, start=1):
+        task = folder / f"task_{number:02d}"
+        task.mkdir()
+        metrics = {"task": number, "seconds": 1.0, "losses": {}, "accuracy": accuracy}
+        metrics["mean_accuracy"] = sum(accuracy.values()) / len(accuracy)
+        (task / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_runs_in_another_class_order_report_forgetting_by_class(table1, tmp_path):
+    args = table1.parse_args(
+        ["--runs", str(tmp_path), "--seeds", "0,1", "--tasks", "0-1"]
+    )
+    names = [str(c) for c in range(10)]
+    # seed 0 learns 0 then 1; seed 1 (same order) forgets 0 completely
+    _write_run(
+        table1.run_dir(args, "sft", 0), [{"0": 1.0}, {"0": 0.5, "1": 1.0}], names
+    )
+    _write_run(
+        table1.run_dir(args, "sft", 1), [{"0": 0.9}, {"0": 0.0, "1": 1.0}], names
+    )
+    runs = [table1.collect(args, "sft", seed) for seed in (0, 1)]
+    assert runs[0]["continual"]["forgetting"] == {"0": 0.5}
+    assert runs[1]["continual"]["backward_transfer"] == pytest.approx(-0.9)
+    summary = table1.spread(runs)
+    # after the last task: 75% and 50%; mean forgetting 50% and 90%
+    assert summary["final"]["mean"] == pytest.approx(62.5)
+    assert summary["final"]["std"] == pytest.approx(17.6776695)
+    assert summary["mean_forgetting"]["mean"] == pytest.approx(70.0)
+    assert "after_5" not in summary
+    text = table1.repeated_markdown(args, ["sft"], runs)
+    assert "| sft | - | - | 62.50 ± 17.68 (2) | " in text
+    assert "| sft | 1 | 0 | 0-1 | - | - | 50.00 | " in text

@@ -120,10 +120,26 @@ def test_report(run_dir, report):
         recorded = _metrics(run_dir, number)
         assert row["accuracy"] == pytest.approx(recorded["accuracy"])
         assert row["mean_accuracy"] == pytest.approx(recorded["mean_accuracy"])
-        assert set(row["fid_per_class"]) == {str(c) for c in row["seen_classes"]}
+        for key in ("fid", "kid", "precision_recall"):
+            per_class = row[f"{key}_per_class"]
+            assert set(per_class) == {str(c) for c in row["seen_classes"]}
         values = [row["fid"], *row["fid_per_class"].values()]
         assert all(np.isfinite(v) and v >= 0 for v in values)
-    assert first["fid"] == pytest.approx(first["fid_per_class"]["0"])
+        assert all(np.isfinite([row["kid"], *row["kid_per_class"].values()]))
+        per_class = row["precision_recall_per_class"].values()
+        for scores in [row["precision_recall"], *per_class]:
+            assert set(scores) == {"precision", "recall", "density", "coverage"}
+            assert 0 <= scores["precision"] <= 1 and 0 <= scores["recall"] <= 1
+    # one seen class: the pooled sets are that class's
+    for key in ("fid", "kid", "precision_recall"):
+        assert first[key] == pytest.approx(first[f"{key}_per_class"]["0"])
+    matrix = report["accuracy_matrix"]
+    assert matrix["tasks"] == [1, 2] and matrix["classes"] == ["0", "1"]
+    assert matrix["values"][0][1] is None
+    assert matrix["values"][1] == [second["accuracy"]["0"], second["accuracy"]["1"]]
+    assert report["continual"]["forgetting"] == {
+        "0": pytest.approx(first["accuracy"]["0"] - second["accuracy"]["0"])
+    }
     assert first["reverse_accuracy"] is None  # one class: nothing to tell apart
     assert 0.0 <= second["reverse_accuracy"] <= 1.0
 
@@ -153,7 +169,8 @@ def test_tables(report, run_dir):
     text = format_evaluation(report)
     header = text.splitlines()[0]
     assert header == "| task | " + " | ".join(names) + " | mean | FID | reverse acc. |"
-    assert "FID on evaluator features" in text
+    assert "FID on evaluator features" in text and "KID on evaluator" in text
+    assert "Precision / recall" in text and "Average incremental accuracy" in text
     second = report["tasks"][1]
     row = [line for line in text.splitlines() if line.startswith("| 2 |")][0]
     assert f"{100 * second['reverse_accuracy']:.2f}" in row
@@ -166,13 +183,15 @@ def test_tables(report, run_dir):
 def test_cli_evaluate(run_dir, untrained_evaluator, monkeypatch, capsys):
     monkeypatch.setattr(Evaluator, "for_dataset", lambda *a, **k: untrained_evaluator)
     argv = ["evaluate", str(run_dir), "--samples", "4", "--no-fid", "--tasks", "2"]
+    argv += ["--no-precision-recall"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "| task | 0 | 1 |" in out and "FID" not in out
+    assert "| task | 0 | 1 |" in out and "FID" not in out and "KID" in out
     saved = json.loads((run_dir / "evaluation.json").read_text())
     assert saved["samples_per_class"] == 4
     (row,) = saved["tasks"]
     assert row["task"] == 2 and "fid" not in row and "reverse_accuracy" not in row
+    assert "kid" in row and "precision_recall" not in row
 
 
 def test_cli_options():
@@ -182,6 +201,7 @@ def test_cli_options():
     assert parser.parse_args(["train", "--eval-every", "50"]).eval_every == 50
     args = parser.parse_args(["evaluate", "run", "--tasks", "5,10"])
     assert args.tasks == [5, 10] and args.fid and not args.reverse_accuracy
+    assert args.kid and args.precision_recall
     assert not args.plots
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "run", "--tasks", "0"])

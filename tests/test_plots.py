@@ -1,5 +1,6 @@
 """Tests of keras_mergan.plots on the tiny two-task run of conftest."""
 
+import json
 import shutil
 
 import numpy as np
@@ -10,6 +11,7 @@ from keras_mergan import cli
 from keras_mergan.evaluator import Evaluator
 from keras_mergan.plots import (
     grid_evolution,
+    plot_accuracy_matrix,
     plot_feature_tsne,
     plot_forgetting_curves,
 )
@@ -70,14 +72,32 @@ def test_tsne_checks_the_class_and_tasks(
         plot_feature_tsne(run_dir, label=1, tasks=[1], **options)
 
 
-def test_cli_plot_writes_the_three_figures(
+def test_accuracy_matrix_heatmap(run_dir, tmp_path):
+    path = plot_accuracy_matrix(run_dir, tmp_path / "matrix.png")
+    _assert_figure(path, min_width=150, min_height=100)
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    for metrics in copy.glob("task_*/metrics.json"):
+        scores = json.loads(metrics.read_text())
+        del scores["accuracy"]
+        metrics.write_text(json.dumps(scores))
+    with pytest.raises(FileNotFoundError, match="accuracy per class"):
+        plot_accuracy_matrix(copy)
+
+
+def test_cli_plot_writes_the_four_figures(
     run_dir, untrained_evaluator, monkeypatch, capsys
 ):
     monkeypatch.setattr(Evaluator, "for_dataset", lambda *a, **k: untrained_evaluator)
     argv = ["plot", str(run_dir), "--tsne-samples", str(TSNE_SAMPLES)]
     assert cli.main(argv) == 0
     assert "Plots: " in capsys.readouterr().out
-    names = ["forgetting_curves.png", "grid_evolution.png", "tsne_class_0.png"]
+    names = [
+        "accuracy_matrix.png",
+        "forgetting_curves.png",
+        "grid_evolution.png",
+        "tsne_class_0.png",
+    ]
     assert sorted(p.name for p in (run_dir / "plots").iterdir()) == names
-    for name in names:
+    for name in names[1:]:
         _assert_figure(run_dir / "plots" / name)
+    _assert_figure(run_dir / "plots" / names[0], min_width=150, min_height=100)
