@@ -238,7 +238,8 @@ def train(args) -> Path:
 
 
 def evaluate(args) -> dict:
-    from keras_mergan.evaluation import evaluate_run, format_evaluation
+    from keras_mergan.evaluation import evaluate_run
+    from keras_mergan.result_tables import format_evaluation
 
     report = evaluate_run(
         args.run_dir,

@@ -27,7 +27,8 @@ during training with the same seed and sample count) and reports
   accuracy, per-class forgetting and backward transfer
   (`keras_mergan.continual`).
 
-``keras-mergan evaluate RUN_DIR`` prints the tables of `format_evaluation`
+``keras-mergan evaluate RUN_DIR`` prints the tables of
+`keras_mergan.result_tables.format_evaluation`
 and writes the report to ``RUN_DIR/evaluation.json``.
 """
 
@@ -61,9 +62,6 @@ from keras_mergan.run_folder import (
 __all__ = [
     "evaluate_run",
     "reverse_accuracy",
-    "format_accuracy_table",
-    "format_evaluation",
-    "format_continual",
     "load_run",
 ]
 
@@ -305,124 +303,3 @@ def _reverse(images, dataset, epochs, seed) -> float | None:
         epochs=epochs,
         seed=seed,
     )
-
-
-def format_accuracy_table(results: Sequence[dict], class_names: Sequence[str]) -> str:
-    """Markdown table: one row per task, accuracy % per class and the mean.
-
-    Rows holding ``fid`` or ``reverse_accuracy`` (from `evaluate_run`) add
-    those columns.
-
-    Example:
-        >>> row = {"task": 1, "accuracy": {"0": 0.5}, "mean_accuracy": 0.5}
-        >>> print(format_accuracy_table([row], ["zero", "one"]))
-        | task | zero | one | mean |
-        |---|---|---|---|
-        | 1 | 50.0 |  | 50.00 |
-    """
-    extra = [
-        (key, title)
-        for key, title in (("fid", "FID"), ("reverse_accuracy", "reverse acc."))
-        if any(key in row for row in results)
-    ]
-    titles = ["task", *class_names, "mean", *(title for _, title in extra)]
-    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
-    for row in results:
-        cells = [str(row["task"])]
-        cells += [
-            f"{100 * row['accuracy'][str(c)]:.1f}" if str(c) in row["accuracy"] else ""
-            for c in range(len(class_names))
-        ]
-        cells.append(f"{100 * row['mean_accuracy']:.2f}")
-        for key, _ in extra:
-            value = row.get(key)
-            if value is None:
-                cells.append("")
-            else:
-                cells.append(f"{value:.2f}" if key == "fid" else f"{100 * value:.2f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def format_evaluation(report: dict) -> str:
-    """Accuracy table, continual summaries, and FID, KID, precision/recall tables."""
-    names = report["class_names"]
-    text = format_accuracy_table(report["tasks"], names)
-    if report.get("continual"):
-        text += "\n\n" + format_continual(report["continual"])
-    tables = (
-        ("fid", "FID on evaluator features (lower is better)", _number),
-        ("kid", "KID on evaluator features (unbiased, lower is better)", _small),
-        (
-            "precision_recall",
-            "Precision / recall (%) on evaluator features, k = 3 (higher is better)",
-            _precision_recall,
-        ),
-    )
-    for key, title, cell in tables:
-        rows = [row for row in report["tasks"] if f"{key}_per_class" in row]
-        if not rows:
-            continue
-        lines = ["| task | " + " | ".join(names) + " | all |"]
-        lines.append("|" + "---|" * (len(names) + 2))
-        for row in rows:
-            per_class = row[f"{key}_per_class"]
-            cells = [cell(per_class.get(str(c))) for c in range(len(names))]
-            lines.append(
-                f"| {row['task']} | " + " | ".join(cells) + f" | {cell(row[key])} |"
-            )
-        text += f"\n\n{title}\n\n" + "\n".join(lines)
-    return text
-
-
-def format_continual(summary: dict) -> str:
-    """Lines of `keras_mergan.continual.summarize`'s scores, in %.
-
-    Example:
-        >>> print(format_continual({
-        ...     "average_accuracy": {"1": 1.0, "2": 0.7},
-        ...     "average_incremental_accuracy": 0.85,
-        ...     "forgetting": {"3": 0.5},
-        ...     "mean_forgetting": 0.5,
-        ...     "backward_transfer": -0.5,
-        ... }))
-        Average accuracy (%) after each task: 1: 100.00, 2: 70.00
-        Average incremental accuracy: 85.00%
-        Forgetting (%) per class (best earlier minus last): 3: 50.00; mean 50.00
-        Backward transfer: -50.00%
-    """
-
-    def percent(value):
-        return "-" if value is None else f"{100 * value:.2f}"
-
-    def listed(values: dict) -> str:
-        return ", ".join(f"{key}: {percent(value)}" for key, value in values.items())
-
-    lines = [
-        f"Average accuracy (%) after each task: {listed(summary['average_accuracy'])}",
-        "Average incremental accuracy: "
-        f"{percent(summary['average_incremental_accuracy'])}%",
-    ]
-    if summary["forgetting"]:
-        lines.append(
-            "Forgetting (%) per class (best earlier minus last): "
-            f"{listed(summary['forgetting'])}; "
-            f"mean {percent(summary['mean_forgetting'])}"
-        )
-    if summary["backward_transfer"] is not None:
-        lines.append(f"Backward transfer: {percent(summary['backward_transfer'])}%")
-    return "\n".join(lines)
-
-
-def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
-
-
-def _small(value: float | None) -> str:
-    return "" if value is None else f"{value:.4g}"
-
-
-def _precision_recall(value: dict | None) -> str:
-    if value is None:
-        return ""
-    return f"{100 * value['precision']:.0f} / {100 * value['recall']:.0f}"

@@ -337,7 +337,7 @@ def build_networks(config: RunConfig, dataset) -> tuple[keras.Model, keras.Model
 
 def accuracy_summary(run_dir: str | os.PathLike) -> str:
     """The accuracy-per-task table of a run folder and where its files are."""
-    from keras_mergan.evaluation import format_accuracy_table
+    from keras_mergan.result_tables import format_accuracy_table
 
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import write_svhn_files
+from helpers import write_svhn_files
 
 pytestmark = pytest.mark.backend_independent
 

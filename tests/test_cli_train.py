@@ -9,7 +9,7 @@ from pathlib import Path
 
 import keras
 import pytest
-from conftest import (
+from helpers import (
     TINY_CLI_RUN,
     make_image_folder,
     wiring_test,

@@ -1,6 +1,6 @@
 import keras
 import numpy as np
-from conftest import fit_random_tasks, numpy_copies, tiny_gan
+from helpers import fit_random_tasks, numpy_copies, tiny_gan
 from keras import ops
 
 

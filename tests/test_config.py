@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from conftest import TINY_CLI_RUN, wiring_test
+from helpers import TINY_CLI_RUN, wiring_test
 from PIL import Image
 
 from keras_mergan import cli

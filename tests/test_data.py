@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_image_folder, save_image, write_svhn_files
+from helpers import make_image_folder, save_image, write_svhn_files
 from PIL import Image
 
 from keras_mergan.data import (

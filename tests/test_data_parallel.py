@@ -24,7 +24,7 @@ SCRIPT = """
 import json, sys
 import keras, numpy as np
 sys.path.insert(0, {tests!r})
-from conftest import random_images, tiny_gan
+from helpers import random_images, tiny_gan
 from test_methods import method_options
 from keras_mergan.distribution import data_parallel
 from keras_mergan.methods import METHODS

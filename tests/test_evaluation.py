@@ -10,16 +10,12 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import TINY_RUN_SAMPLES, TINY_RUN_STEPS, TINY_RUN_TASKS, tiny_gan
+from helpers import TINY_RUN_SAMPLES, TINY_RUN_STEPS, TINY_RUN_TASKS, tiny_gan
 
 from keras_mergan import cli
-from keras_mergan.evaluation import (
-    evaluate_run,
-    format_accuracy_table,
-    format_evaluation,
-    reverse_accuracy,
-)
+from keras_mergan.evaluation import evaluate_run, reverse_accuracy
 from keras_mergan.evaluator import Evaluator
+from keras_mergan.result_tables import format_accuracy_table, format_evaluation
 from keras_mergan.run import ACCURACY_CURVE, RunRecorder, read_accuracy_curve
 from keras_mergan.tasks import TaskStream
 

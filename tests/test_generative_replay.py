@@ -1,12 +1,11 @@
-import importlib.util
 import json
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from conftest import numpy_copies, random_images, tiny_gan
+from helpers import numpy_copies, random_images, tiny_gan
 
+from keras_mergan.classifier_tasks import Protocol, run_method
 from keras_mergan.cli import main
 from keras_mergan.data import load_dataset
 from keras_mergan.methods import DeepGenerativeReplay
@@ -153,16 +152,8 @@ def test_cli_trains_dgr_and_reports_the_solver_accuracy(tmp_path):
     assert run["model_config"]["mixing_ratio"] == 0.4
 
 
-def _split_mnist_benchmark():
-    path = Path(__file__).parents[1] / "benchmarks" / "split_mnist.py"
-    spec = importlib.util.spec_from_file_location("split_mnist", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_permuted_protocol_shuffles_each_task_by_its_own_fixed_permutation():
-    protocol = _split_mnist_benchmark().Protocol.create("permuted", 3, 32 * 32, 0)
+    protocol = Protocol.create("permuted", 3, 32 * 32, 0)
     digits = load_dataset("digits")
     images = digits.x_test[:4]
     np.testing.assert_array_equal(protocol.transform(0, images), images)
@@ -182,14 +173,13 @@ def test_permuted_protocol_shuffles_each_task_by_its_own_fixed_permutation():
     keras.config.backend() == "jax",
     reason="backend-neutral flow; XLA compiles each predict shape",
 )
-def test_benchmark_runs_exact_replay_on_permuted_tasks(tmp_path):
-    argv = ["--protocol", "permuted", "--num-tasks", "2", "--methods", "exact"]
-    argv += ["--dataset", "digits", "--iters-per-task", "3", "--solver-width", "4"]
-    argv += ["--backend", keras.config.backend(), "--out", str(tmp_path)]
-    assert _split_mnist_benchmark().main(argv) == 0
-    report = json.loads((tmp_path / "split_mnist_permuted.json").read_text())
-    assert report["task_names"] == ["perm 1", "perm 2"]
-    for result in report["methods"].values():
-        assert len(result["average_accuracy"]) == 2
-        assert np.shape(result["task_accuracy"]) == (2, 2)
-    assert (tmp_path / "split_mnist_permuted.png").exists()
+def test_exact_replay_is_scored_on_every_permuted_task(digits):
+    protocol = Protocol.create("permuted", 2, 32 * 32, 0)
+    config = dict(iters_per_task=3, batch_size=4, n_critic=1, solver_width=4)
+    config.update(solver_learning_rate=1e-3)
+    result, samples = run_method("exact", digits, protocol, config, 0, None)
+    assert samples is None
+    assert len(result["average_accuracy"]) == 2
+    assert np.shape(result["task_accuracy"]) == (2, 2)
+    # after task 1 the average is over task 1's test images alone
+    assert result["average_accuracy"][0] == result["task_accuracy"][0][0]

@@ -3,7 +3,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import make_image_folder, numpy_copies, random_images, tiny_gan
+from helpers import make_image_folder, numpy_copies, random_images, tiny_gan
 
 from keras_mergan.cli import main
 from keras_mergan.data import load_dataset

@@ -1,5 +1,5 @@
 import numpy as np
-from conftest import fit_random_tasks, tiny_gan
+from helpers import fit_random_tasks, tiny_gan
 
 from keras_mergan.methods import MeRGAN
 

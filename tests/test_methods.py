@@ -5,7 +5,7 @@ import inspect
 import keras
 import numpy as np
 import pytest
-from conftest import numpy_copies, tiny_gan
+from helpers import numpy_copies, tiny_gan
 
 from keras_mergan.methods import METHODS, WassersteinGAN
 

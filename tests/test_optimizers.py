@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import tiny_gan
+from helpers import tiny_gan
 
 from keras_mergan.optimizers import wgan_adam
 

@@ -5,7 +5,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import (
+from helpers import (
     TINY_CLI_RUN,
     fit_random_tasks,
     numpy_copies,

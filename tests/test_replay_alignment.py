@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import fit_random_tasks, tiny_gan
+from helpers import fit_random_tasks, tiny_gan
 from keras import ops
 
 from keras_mergan.losses import replay_alignment_loss

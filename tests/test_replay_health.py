@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tiny_gan
+from helpers import tiny_gan
 
 from keras_mergan.callbacks import ReplayHealth
 from keras_mergan.methods import JointTrainingWithReplay

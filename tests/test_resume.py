@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import random_images, tiny_gan
+from helpers import random_images, tiny_gan
 
 from keras_mergan.cli import main
 from keras_mergan.resume import (

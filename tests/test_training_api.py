@@ -4,7 +4,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from conftest import TINY_CLI_RUN, wiring_test
+from helpers import TINY_CLI_RUN, wiring_test
 
 from keras_mergan import cli
 from keras_mergan.callbacks import TaskExport, TaskSequence, TrainingCheckpoint
