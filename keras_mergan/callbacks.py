@@ -5,6 +5,8 @@
 1. `TaskSequence`: one task per epoch (`begin_task` at each epoch begin);
 2. `RunRecorder`: each task's `gan.keras`, `grid.png`, `metrics.json` and
    `metrics.csv` row, and `run.json`;
+   `TaskProgress` (with `verbose`): a header, progress and an accuracy line
+   per task, for a `fit(verbose=0)`;
 3. `UnconditionalReport` (DGR, LT-GANs): class shares, FID, solver accuracy
    and student NLL of the task, merged into its `metrics.json`;
 4. `ReplayHealth` (replay methods, with an evaluator): the evaluator's
@@ -28,6 +30,7 @@ import keras
 import numpy as np
 
 from keras_mergan import replay_health
+from keras_mergan.progress import TaskProgress
 from keras_mergan.resume import TrainingCheckpoint
 from keras_mergan.run import RunRecorder
 from keras_mergan.run_folder import task_dir
@@ -37,6 +40,7 @@ __all__ = [
     "ReplayHealth",
     "RunRecorder",
     "TaskExport",
+    "TaskProgress",
     "TaskSequence",
     "TrainingCheckpoint",
     "UnconditionalReport",

@@ -48,11 +48,21 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--backend", choices=BACKENDS, help="default: $KERAS_BACKEND")
     train.add_argument(
+        "--tensorboard",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="write TensorBoard summaries (losses, accuracy and grids) to DIR "
+        "(default without DIR: RUN_DIR/tensorboard; off when not given)",
+    )
+    train.add_argument(
         "--verbose",
         type=int,
         default=1,
         choices=(0, 1, 2),
-        help="0 silent, 1 progress bar, 2 one line per task (default: 1)",
+        help="0 silent; 1 a header, progress (a bar on a terminal, lines "
+        "otherwise) and accuracy per task; 2 also the backend's start-up logs "
+        "(default: 1)",
     )
 
     # Listed for --help only: main() hands these to their own parsers, which
@@ -208,33 +218,59 @@ def main(argv=None) -> int:
         return module.main(argv[1:], prog=f"keras-mergan {argv[0]}")
     _configure_engines(argv)
     args = _build_parser().parse_args(argv)
-    from keras_mergan.data import DatasetError
-
     try:
-        if args.command == "train":
-            train(args)
+        # Settings are checked before the backend loads: a bad value is
+        # reported at once, before any banner.
+        config = run_config(args) if args.command == "train" else None
+        _start_backend(
+            getattr(args, "verbose", 1),
+            # TensorBoard's summaries are TensorFlow's, whatever the backend.
+            with_tensorflow=getattr(args, "tensorboard", None) is not None,
+        )
+        if config is not None:
+            from keras_mergan.training import train_run
+
+            train_run(
+                config, args.out, verbose=args.verbose, tensorboard=args.tensorboard
+            )
         elif args.command == "plot":
             plot(args)
         else:
             evaluate(args)
-    except (
-        DatasetError,
-        ValueError,
-        FileNotFoundError,
-        FloatingPointError,
-    ) as error:
+    except (ValueError, FileNotFoundError, FloatingPointError) as error:
         print(f"keras-mergan: error: {error}", file=sys.stderr)
         return 2
     return 0
 
 
-def train(args) -> Path:
+def _start_backend(verbose: int, with_tensorflow: bool = False) -> None:
+    # TensorFlow's C++ start-up messages (oneDNN, CPU features, absl) are
+    # written to the process's stderr as its libraries load, before any
+    # logging setting applies; only hiding the file descriptor meanwhile
+    # silences them. `--verbose 2` shows them.
+    if verbose < 2:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        if verbose < 2:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 2)
+        import keras  # noqa: F401
+
+        if with_tensorflow:
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def run_config(args: argparse.Namespace):
+    """The `RunConfig` of parsed `train` arguments (options given only)."""
     from keras_mergan.config import RunConfig
-    from keras_mergan.training import train_run
 
     options = {f.name for f in dataclasses.fields(RunConfig)}
-    config = RunConfig(**{k: v for k, v in vars(args).items() if k in options})
-    return train_run(config, args.out, verbose=args.verbose)
+    return RunConfig(**{k: v for k, v in vars(args).items() if k in options})
 
 
 def evaluate(args) -> dict:

@@ -17,13 +17,13 @@ PyTorch (whose oneDNN kernels use them). XLA's CPU backend (JAX on a CPU)
 gains nothing from bfloat16, so there `auto` stays in float32.
 """
 
+from __future__ import annotations
+
 import contextlib
 from collections.abc import Iterator
 
-import keras
-
-from keras_mergan.backend import training_backend
-
+# Keras is imported where it is used: `RunConfig` (and `keras-mergan --help`)
+# read `PRECISIONS` without starting a backend.
 PRECISIONS = ("auto", "float32", "bfloat16")
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
@@ -40,6 +40,8 @@ def resolve_precision(precision: str) -> str:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
+    from keras_mergan.backend import training_backend
+
     return "bfloat16" if training_backend().bfloat16_is_faster() else "float32"
 
 
@@ -60,6 +62,8 @@ def precision_scope(precision: str) -> Iterator[str]:
     >>> generator.get_layer("generator_dense").compute_dtype
     'bfloat16'
     """
+    import keras
+
     resolved = resolve_precision(precision)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(_POLICIES[resolved])
@@ -69,7 +73,7 @@ def precision_scope(precision: str) -> Iterator[str]:
         keras.config.set_dtype_policy(previous)
 
 
-def model_precision(model: keras.Model) -> str:
+def model_precision(model) -> str:
     """The precision `model` was built in: that of its first layer with weights.
 
     Example:
@@ -78,6 +82,8 @@ def model_precision(model: keras.Model) -> str:
     >>> model_precision(build_dcgan_generator(10))
     'float32'
     """
+    import keras
+
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             return model_precision(layer)

@@ -189,7 +189,12 @@ class RunRecorder(keras.callbacks.Callback):
             if self.eval_every:
                 self._append_curve(self.stream.steps_per_task, accuracy)
         save_model(self.model, folder / MODEL_FILE)
-        save_grid(sample_grid(self.model, seen, self._z), folder / GRID_FILE)
+        names = self.run_info.get("class_names")
+        save_grid(
+            sample_grid(self.model, seen, self._z),
+            folder / GRID_FILE,
+            row_labels=[names[c] for c in seen] if names else None,
+        )
         write_json(folder / METRICS_FILE, metrics)
         self._append_csv(metrics)
 

@@ -184,8 +184,9 @@ def load_task_model(run_dir: str | os.PathLike, number: int, **options: Any):
     """
     import keras
 
-    import keras_mergan.methods  # noqa: F401  (registers the model classes)
+    from keras_mergan.methods import register_all
 
+    register_all()
     return keras.saving.load_model(model_path(run_dir, number), **options)
 
 

@@ -7,7 +7,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from keras_mergan.image_grid import make_grid, to_uint8
 from keras_mergan.run_folder import atomic_open
+
+__all__ = [
+    "fixed_latents",
+    "grid_image",
+    "sample_grid",
+    "save_grid",
+    "to_uint8",
+]
 
 
 def fixed_latents(n: int, latent_dim: int, seed: int = 0) -> np.ndarray:
@@ -15,11 +24,6 @@ def fixed_latents(n: int, latent_dim: int, seed: int = 0) -> np.ndarray:
     return (
         np.random.default_rng(seed).standard_normal((n, latent_dim)).astype("float32")
     )
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """[-1, 1] floats to [0, 255] bytes."""
-    return np.clip(np.round((np.asarray(images) + 1.0) * 127.5), 0, 255).astype("uint8")
 
 
 def sample_grid(gan, classes: Sequence[int], z: np.ndarray) -> np.ndarray:
@@ -30,27 +34,31 @@ def sample_grid(gan, classes: Sequence[int], z: np.ndarray) -> np.ndarray:
     return images.reshape((len(classes), len(z)) + images.shape[1:])
 
 
-def grid_image(grid: np.ndarray, padding: int = 2) -> Image.Image:
-    """A [rows, cols, H, W, C] uint8 array tiled into one Pillow image."""
+def grid_image(
+    grid: np.ndarray, padding: int = 2, row_labels: Sequence[str] | None = None
+) -> Image.Image:
+    """A [rows, cols, H, W, C] uint8 array tiled into one Pillow image.
+
+    Cells are separated by gray lines; `row_labels` name the rows in a left
+    margin (`keras_mergan.image_grid.make_grid`).
+    """
     rows, cols, height, width, channels = grid.shape
-    canvas = np.zeros(
-        (
-            rows * (height + padding) + padding,
-            cols * (width + padding) + padding,
-            channels,
-        ),
-        "uint8",
+    canvas = make_grid(
+        grid.reshape(rows * cols, height, width, channels),
+        columns=cols,
+        padding=padding,
+        row_labels=row_labels,
     )
-    for r in range(rows):
-        for c in range(cols):
-            top = padding + r * (height + padding)
-            left = padding + c * (width + padding)
-            canvas[top : top + height, left : left + width] = grid[r, c]
     return Image.fromarray(canvas[..., 0] if channels == 1 else canvas)
 
 
-def save_grid(grid: np.ndarray, path: str | os.PathLike, padding: int = 2) -> Path:
+def save_grid(
+    grid: np.ndarray,
+    path: str | os.PathLike,
+    padding: int = 2,
+    row_labels: Sequence[str] | None = None,
+) -> Path:
     """Write a grid PNG atomically: a crash never leaves a half-written file."""
     with atomic_open(path, "wb") as f:
-        grid_image(grid, padding).save(f, format="PNG")
+        grid_image(grid, padding, row_labels).save(f, format="PNG")
     return Path(path)

@@ -5,6 +5,7 @@ checkpoints and resume, sample grids, metrics, evaluator scores and exports.
 """
 
 import dataclasses
+import importlib.util
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from keras_mergan.callbacks import (
     ReplayHealth,
     RunRecorder,
     TaskExport,
+    TaskProgress,
     TaskSequence,
     TrainingCheckpoint,
     UnconditionalReport,
@@ -50,6 +52,7 @@ def train_run(
     run_dir: str | os.PathLike | None = None,
     verbose: int = 1,
     log: Callable[[str], None] = print,
+    tensorboard: str | os.PathLike | None = None,
 ) -> Path:
     """Trains `config` into `run_dir`, resuming what an earlier call left.
 
@@ -68,8 +71,12 @@ def train_run(
     Args:
         config: what to train.
         run_dir: the run folder (default `runs/<method>-<dataset>`).
-        verbose: Keras' progress output (0 silent, 1 bar, 2 one line per task).
+        verbose: 0 silent; otherwise a header, progress (a bar on a terminal,
+            lines elsewhere) and an accuracy line per task (`TaskProgress`).
         log: where progress messages go.
+        tensorboard: a folder for TensorBoard summaries (losses per
+            iteration, accuracy and grid per task; `keras_mergan.tensorboard`),
+            "" for `run_dir/tensorboard`, None for none.
 
     Returns:
         The run folder.
@@ -85,7 +92,7 @@ def train_run(
     # Entered first: TensorFlow can split a CPU into devices only before it
     # starts, and models must be built inside the scope to be distributed.
     with data_parallel(config.devices):
-        run = prepare_run(config, run_dir, verbose, log)
+        run = prepare_run(config, run_dir, verbose, log, tensorboard)
         stream, start = run.stream, run.start
         if start.task == stream.num_tasks:
             log(f"All {stream.num_tasks} tasks of {run.run_dir} are already trained.")
@@ -101,7 +108,8 @@ def train_run(
             run.callbacks,
             start=run.start,
             checkpoint_every=config.checkpoint_every,
-            verbose=verbose,
+            # Progress is the run's TaskProgress callback, in tasks.
+            verbose=0,
         )
     log(accuracy_summary(run.run_dir))
     return run.run_dir
@@ -151,12 +159,15 @@ def prepare_run(
     run_dir: str | os.PathLike | None = None,
     verbose: int = 1,
     log: Callable[[str], None] = print,
+    tensorboard: str | os.PathLike | None = None,
 ) -> PreparedRun:
     """Loads the data, builds and compiles the model, and makes the callbacks.
 
     For Python users who drive `model.fit` themselves and want the same run
     folder as `train_run`. With `config.devices > 1`, call it and fit inside
     `keras_mergan.distribution.data_parallel(config.devices)`.
+
+    Arguments are those of `train_run`.
 
     Raises:
         ValueError: as `train_run`.
@@ -168,6 +179,10 @@ def prepare_run(
     >>> # ...           steps_per_epoch=run.stream.steps_per_task,
     >>> # ...           shuffle=False, callbacks=run.fit_callbacks())
     """
+    if tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError(
+            "--tensorboard needs TensorBoard: pip install 'keras-mergan[tensorboard]'"
+        )
     method = METHODS[config.method]
     dataset = load_dataset(
         config.dataset, image_size=config.image_size, stream=config.stream_images
@@ -237,7 +252,8 @@ def prepare_run(
     evaluator = None
     if config.eval_samples > 0 and start.task < stream.num_tasks:
         log("Preparing the evaluator classifier (cached after the first run)...")
-        evaluator = Evaluator.for_dataset(dataset, verbose=verbose)
+        # One line per epoch: readable on a terminal and in a log file alike.
+        evaluator = Evaluator.for_dataset(dataset, verbose=2 if verbose else 0)
     callbacks = [
         RunRecorder(
             run_dir,
@@ -249,6 +265,12 @@ def prepare_run(
             eval_every=config.eval_every,
         )
     ]
+    if verbose:
+        callbacks.append(
+            TaskProgress(
+                stream, dataset.class_names, run_dir, start.task, start.step, log=log
+            )
+        )
     if isinstance(gan, UnconditionalReplayGAN):
         callbacks.append(
             UnconditionalReport(
@@ -267,6 +289,12 @@ def prepare_run(
     ):
         callbacks.append(
             ReplayHealth(run_dir, stream, evaluator, log, seed=config.seed)
+        )
+    if tensorboard is not None:
+        from keras_mergan.tensorboard import tensorboard_callbacks
+
+        callbacks += tensorboard_callbacks(
+            tensorboard or run_dir / "tensorboard", run_dir, stream, dataset.class_names
         )
     if config.export:
         callbacks.append(TaskExport(run_dir))

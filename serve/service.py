@@ -244,9 +244,10 @@ class GeneratorService:
         sampler, images, _, lease = await self._sample(
             query, allowed, self.max_grid, cost
         )
+        name = sampler.category_name(sampler.category_index(query["category"]))
         try:
             body = await run_in_threadpool(
-                _grid_png, images, sampler.value_range, columns, scale
+                _grid_png, images, sampler.value_range, columns, scale, name
             )
         except BaseException:
             lease.release()
@@ -297,8 +298,10 @@ def _encode_samples(
     return json_body(json.dumps(head)[:-1] + ', "data": [', images, "]}", nested=True)
 
 
-def _grid_png(images, value_range, columns: int, scale: int) -> bytes:
-    grid = make_grid(to_uint8(images, value_range), columns or None, scale=scale)
+def _grid_png(images, value_range, columns: int, scale: int, name: str) -> bytes:
+    grid = make_grid(
+        to_uint8(images, value_range), columns or None, scale=scale, row_labels=name
+    )
     return png_bytes(grid)
 
 

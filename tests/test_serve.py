@@ -41,6 +41,8 @@ from keras_mergan.serve.app import AppSettings, create_app
 from keras_mergan.serve.server import start_in_thread
 from PIL import Image
 
+from keras_mergan.image_grid import SEPARATOR
+
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 CHROMIUM = "/usr/bin/chromium"
 # Serving is onnxruntime alone: the Keras backend of the test process is unused.
@@ -180,6 +182,9 @@ def test_make_grid_layout():
     grid = make_grid(images, columns=3, padding=1, scale=2)
     assert grid.shape == (2 * 8 + 3, 3 * 8 + 4, 1)
     assert grid[1, 1, 0] == 0 and grid[1, 1 + 9, 0] == 40 and grid[10, 1, 0] == 120
+    # black cells stay apart: the lines between them are gray
+    assert grid[0, 0, 0] == grid[1, 9, 0] == SEPARATOR
+    assert grid[-1, -1, 0] == SEPARATOR  # the missing sixth cell
 
 
 # --- isolation from ML frameworks ---------------------------------------------
@@ -211,9 +216,14 @@ def test_serving_imports_no_ml_framework(export_dir, tmp_path):
         banned = ("keras", "tensorflow", "jax", "torch", "tf2onnx")
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in banned)
         # keras_mergan itself is only the namespace: no training code. The
-        # run-folder module is allowed: it gives the task folders' names and
-        # the manifest hashes, and imports no ML framework.
-        allowed = ("keras_mergan.serve", "keras_mergan.run_folder")
+        # run-folder and image-grid modules are allowed: they give the task
+        # folders' names, the manifest hashes and the grid layout, and import
+        # no ML framework.
+        allowed = (
+            "keras_mergan.serve",
+            "keras_mergan.run_folder",
+            "keras_mergan.image_grid",
+        )
         loaded += sorted(
             m for m in sys.modules
             if m.startswith("keras_mergan.") and not m.startswith(allowed)
@@ -340,8 +350,13 @@ def test_grid_png_endpoint(server, export_dir):
     )
     assert status == 200 and kind == "image/png"
     grid = np.asarray(Image.open(io.BytesIO(body)))
-    expected = make_grid(Sampler(export_dir, 2).sample("class_1", 4, 5))[..., 0]
+    images = Sampler(export_dir, 2).sample("class_1", 4, 5)
+    expected = make_grid(images, row_labels="class_1")[..., 0]
     np.testing.assert_array_equal(grid, expected)
+    # the rows are named on the left, the cells on the right as they are
+    plain = make_grid(images)[..., 0]
+    assert grid.shape[1] > plain.shape[1]
+    np.testing.assert_array_equal(grid[:, -plain.shape[1] :], plain)
 
 
 def test_samples_endpoint_npy_and_json(server, export_dir):

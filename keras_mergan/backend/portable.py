@@ -21,6 +21,9 @@ def training_devices():
 
 
 def __getattr__(name):
+    if name.startswith("__"):
+        # The import system probes modules for `__path__` and the like.
+        raise AttributeError(name)
     raise ValueError(
         "keras_mergan trains on the tensorflow, jax and torch backends, "
         f"not {keras.config.backend()!r} ({name} is not available)"

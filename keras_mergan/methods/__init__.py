@@ -1,17 +1,49 @@
-"""Continual-learning methods by CLI name."""
+"""Continual-learning methods by CLI name.
 
+The registry (`METHODS`) imports no Keras: a `Method` names its model class
+and loads it on first use, so that `keras-mergan --help` and `RunConfig`
+start without a backend. The classes themselves are importable from here
+(`from keras_mergan.methods import MeRGAN`) and load their module then.
+"""
+
+import importlib
 from dataclasses import dataclass
 
-from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
-from keras_mergan.methods.ewc import ElasticWeightConsolidationGAN
-from keras_mergan.methods.generative_replay import DeepGenerativeReplay
-from keras_mergan.methods.joint_replay import JointTrainingWithReplay
-from keras_mergan.methods.lifelong_twin_gan import LifelongTwinGAN
-from keras_mergan.methods.mergan import MeRGAN
-from keras_mergan.methods.replay import MemoryReplayGAN
-from keras_mergan.methods.replay_alignment import ReplayAlignment
-from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
-from keras_mergan.methods.wasserstein_gan import WassersteinGAN
+# Public class -> the module defining it, loaded on first access.
+_CLASSES = {
+    "ConditionalWGANGP": "conditional_wgan_gp",
+    "DeepGenerativeReplay": "generative_replay",
+    "ElasticWeightConsolidationGAN": "ewc",
+    "JointTrainingWithReplay": "joint_replay",
+    "LifelongTwinGAN": "lifelong_twin_gan",
+    "MeRGAN": "mergan",
+    "MemoryReplayGAN": "replay",
+    "ReplayAlignment": "replay_alignment",
+    "UnconditionalReplayGAN": "unconditional_replay",
+    "WassersteinGAN": "wasserstein_gan",
+}
+
+
+def register_all() -> None:
+    """Imports every method class, registering each for `keras.saving.load_model`.
+
+    Example:
+
+    >>> register_all()
+    >>> import keras
+    >>> keras.saving.get_registered_object("keras_mergan>MeRGAN").__name__
+    'MeRGAN'
+    """
+    for name in _CLASSES:
+        __getattr__(name)
+
+
+def __getattr__(name: str):
+    if name not in _CLASSES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{_CLASSES[name]}")
+    return getattr(module, name)
+
 
 # `WassersteinGAN`'s arguments, which every method takes.
 COMMON_HYPERPARAMETERS = ("latent_dim", "n_critic", "lambda_gp", "seed")
@@ -37,14 +69,19 @@ class Method:
     ('latent_dim', 'n_critic', 'lambda_gp', 'seed')
     """
 
-    model_class: type
+    class_name: str
     cumulative: bool = False
     hyperparameters: tuple[str, ...] = ()
     conditional: bool = True
 
     @property
+    def model_class(self) -> type:
+        """The Keras model class (imported on first use)."""
+        return __getattr__(self.class_name)
+
+    @property
     def shared_hyperparameters(self) -> tuple[str, ...]:
-        if issubclass(self.model_class, ConditionalWGANGP):
+        if issubclass(self.model_class, __getattr__("ConditionalWGANGP")):
             return (*COMMON_HYPERPARAMETERS, "lambda_cls")
         return COMMON_HYPERPARAMETERS
 
@@ -53,18 +90,18 @@ _JTR = ("replay_batch", "replay_scaling")
 _RA = ("replay_batch", "lambda_ra", "ra_scaling")
 
 METHODS: dict[str, Method] = {
-    "sft": Method(ConditionalWGANGP),
-    "jt": Method(ConditionalWGANGP, cumulative=True),
-    "jtr": Method(JointTrainingWithReplay, hyperparameters=_JTR),
-    "ra": Method(ReplayAlignment, hyperparameters=_RA),
-    "jtr+ra": Method(MeRGAN, hyperparameters=(*_JTR, *_RA[1:])),
+    "sft": Method("ConditionalWGANGP"),
+    "jt": Method("ConditionalWGANGP", cumulative=True),
+    "jtr": Method("JointTrainingWithReplay", hyperparameters=_JTR),
+    "ra": Method("ReplayAlignment", hyperparameters=_RA),
+    "jtr+ra": Method("MeRGAN", hyperparameters=(*_JTR, *_RA[1:])),
     "ewc": Method(
-        ElasticWeightConsolidationGAN,
+        "ElasticWeightConsolidationGAN",
         hyperparameters=("lambda_ewc", "fisher_samples", "fisher_batch_size"),
     ),
-    "dgr": Method(DeepGenerativeReplay, hyperparameters=("mixing_ratio",)),
+    "dgr": Method("DeepGenerativeReplay", hyperparameters=("mixing_ratio",)),
     "ltgan": Method(
-        LifelongTwinGAN,
+        "LifelongTwinGAN",
         hyperparameters=("mixing_ratio", "student", "student_beta"),
         conditional=False,
     ),
@@ -73,6 +110,8 @@ METHODS: dict[str, Method] = {
 __all__ = [
     "COMMON_HYPERPARAMETERS",
     "METHODS",
+    "Method",
+    "register_all",
     "ConditionalWGANGP",
     "DeepGenerativeReplay",
     "ElasticWeightConsolidationGAN",
@@ -80,7 +119,6 @@ __all__ = [
     "LifelongTwinGAN",
     "MeRGAN",
     "MemoryReplayGAN",
-    "Method",
     "ReplayAlignment",
     "UnconditionalReplayGAN",
     "WassersteinGAN",
