@@ -75,12 +75,19 @@ def _build_parser() -> argparse.ArgumentParser:
         help="accuracy, forgetting, FID, KID, precision/recall and reverse "
         "accuracy of a run, per task (writes RUN_DIR/evaluation.json)",
     )
-    evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument(
-        "--samples", type=int, default=1000, help="generated images per class"
+        "run_dir", type=Path, help="a run folder of keras-mergan train"
     )
-    evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--backend", choices=BACKENDS)
+    evaluate.add_argument(
+        "--samples",
+        type=int,
+        default=1000,
+        help="generated images per class (default: 1000)",
+    )
+    evaluate.add_argument(
+        "--seed", type=int, default=0, help="seed of the latent codes (default: 0)"
+    )
+    evaluate.add_argument("--backend", choices=BACKENDS, help="default: $KERAS_BACKEND")
     evaluate.add_argument(
         "--tasks",
         type=_task_numbers,
@@ -98,13 +105,13 @@ def _build_parser() -> argparse.ArgumentParser:
             option,
             action=argparse.BooleanOptionalAction,
             default=True,
-            help=f"{scores} on evaluator features, per class and overall",
+            help=f"{scores} on evaluator features, per class and overall (default: on)",
         )
     evaluate.add_argument(
         "--reverse-accuracy",
         action="store_true",
         help="train a classifier on generated images, test it on real ones "
-        "(one training per task)",
+        "(one training per task; default: off)",
     )
     evaluate.add_argument(
         "--reverse-epochs",
@@ -112,16 +119,20 @@ def _build_parser() -> argparse.ArgumentParser:
         help="epochs of that classifier (default: the evaluator's schedule)",
     )
     evaluate.add_argument(
-        "--plots", action="store_true", help="also write RUN_DIR/plots/*.png"
+        "--plots",
+        action="store_true",
+        help="also write RUN_DIR/plots/*.png (default: off)",
     )
     plot = commands.add_parser(
         "plot",
         help="forgetting curves, fixed-z grid evolution and t-SNE of a run "
         "into RUN_DIR/plots/",
     )
-    plot.add_argument("run_dir", type=Path)
-    plot.add_argument("--seed", type=int, default=0)
-    plot.add_argument("--backend", choices=BACKENDS)
+    plot.add_argument("run_dir", type=Path, help="a run folder of keras-mergan train")
+    plot.add_argument(
+        "--seed", type=int, default=0, help="seed of the latent codes (default: 0)"
+    )
+    plot.add_argument("--backend", choices=BACKENDS, help="default: $KERAS_BACKEND")
     for command in (evaluate, plot):
         command.add_argument(
             "--tsne-class",
@@ -132,7 +143,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "--tsne-samples",
             type=int,
             default=300,
-            help="real and generated images per group in the t-SNE plot",
+            help="real and generated images per group in the t-SNE plot (default: 300)",
         )
     return parser
 
