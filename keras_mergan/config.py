@@ -13,7 +13,7 @@ from pathlib import Path
 
 from keras_mergan.methods import METHODS
 from keras_mergan.precision import PRECISIONS
-from keras_mergan.presets import DEFAULT_PRESET, PRESETS
+from keras_mergan.presets import AUTO, DEFAULT_PRESET, PRESETS, resolve_preset
 from keras_mergan.run_folder import RUN_INFO, read_run_info
 
 ARCHITECTURES = ("dcgan", "resnet")
@@ -33,25 +33,32 @@ class RunConfig:
     """A training run: method, data, task sequence and hyper-parameters.
 
     Fields left at None take their value from `preset` (see
-    `keras_mergan.presets`), then from the method's own default; explicit
-    values always win. After construction every preset-given field is set,
-    so the config written to `run.json` reads back unchanged.
+    `keras_mergan.presets`; `"auto"` becomes `"fast"` below the paper's
+    iterations per task and `"paper"` otherwise), then from the method's own
+    default; explicit values always win. After construction every
+    preset-given field is set, so the config written to `run.json` reads
+    back unchanged.
 
     Example:
 
     >>> config = RunConfig(method="ra", preset="fast", tasks="0-2")
     >>> config.iters_per_task, config.ra_scaling, config.lambda_ra
     (1000, 'mean', 33.0)
-    >>> RunConfig(method="ra", iters_per_task=300).iters_per_task
-    300
+    >>> short = RunConfig(method="ra", iters_per_task=300)
+    >>> short.preset, short.iters_per_task, short.ra_scaling
+    ('fast', 300, 'mean')
+    >>> RunConfig(method="ra").preset
+    'paper'
     """
 
     method: str = _option("sft", "continual-learning method", choices=tuple(METHODS))
     preset: str = _option(
         DEFAULT_PRESET,
         "settings for unset options: 'paper' (the papers', 4000 iterations per "
-        "task) or 'fast' (short budgets, 1000 iterations per task)",
-        choices=tuple(PRESETS),
+        "task), 'fast' (short budgets, 1000 iterations per task) or 'auto' "
+        "(fast below --iters-per-task 4000, else paper; run.json records the "
+        "one used)",
+        choices=(AUTO, *PRESETS),
     )
     dataset: str = _option(
         "digits",
@@ -177,10 +184,13 @@ class RunConfig:
             raise ValueError(
                 f"method must be one of {sorted(METHODS)}, got {self.method!r}"
             )
-        if self.preset not in PRESETS:
+        if self.preset != AUTO and self.preset not in PRESETS:
             raise ValueError(
-                f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}"
+                f"preset must be one of {[AUTO, *PRESETS]}, got {self.preset!r}"
             )
+        object.__setattr__(
+            self, "preset", resolve_preset(self.preset, self.iters_per_task)
+        )
         self._refuse_foreign_options()
         preset_values = PRESETS[self.preset].values_for(self.method)
         for name, value in preset_values.items():

@@ -7,6 +7,10 @@ resolved values, never only the preset's name.
 
 - `paper`: the papers' settings (MeRGAN, WGAN-GP, EWC, DGR, LT-GANs),
   4000 iterations per task.
+- `auto` (the default) is not a set of values: it picks `fast` for a run of
+  fewer iterations per task than `paper`'s and `paper` otherwise
+  (`resolve_preset`), so that a short run gets the settings that hold up at
+  short budgets and a run at the paper's budget gets the paper.
 - `fast`: settings for budgets far below the paper's, behind this
   project's short-budget Table 1 rows (MNIST, 1000 iterations per task, 10
   tasks: JTR 98.25%, RA 96.49%): a linear learning-rate warm-up over each
@@ -20,7 +24,9 @@ resolved values, never only the preset's name.
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-DEFAULT_PRESET = "paper"
+# The default: `fast` below the paper's budget, `paper` at it and above.
+AUTO = "auto"
+DEFAULT_PRESET = AUTO
 
 
 @dataclass(frozen=True)
@@ -84,3 +90,21 @@ PRESETS = MappingProxyType(
         ),
     }
 )
+
+
+def resolve_preset(name: str, iters_per_task: int | None) -> str:
+    """The preset a run uses: `name`, or for `"auto"` the one for its budget.
+
+    Example:
+
+    >>> resolve_preset("auto", 300), resolve_preset("auto", None)
+    ('fast', 'paper')
+    >>> resolve_preset("paper", 300)
+    'paper'
+    """
+    if name != AUTO:
+        return name
+    paper_budget = PRESETS["paper"].values["iters_per_task"]
+    if iters_per_task is not None and iters_per_task < paper_budget:
+        return "fast"
+    return "paper"

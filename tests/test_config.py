@@ -34,6 +34,20 @@ def test_presets_fill_unset_fields_and_explicit_values_win():
     assert RunConfig(method="ewc", preset="fast").lambda_ewc == 3e3
 
 
+def test_auto_picks_fast_below_the_paper_budget_and_paper_at_it():
+    short = RunConfig(method="jtr", iters_per_task=300)
+    assert (short.preset, short.replay_scaling, short.warmup_iterations) == (
+        "fast",
+        "mean",
+        100,
+    )
+    assert RunConfig(method="jtr").preset == "paper"
+    assert RunConfig(method="jtr", iters_per_task=8000).preset == "paper"
+    chosen = RunConfig(method="jtr", preset="paper", iters_per_task=300)
+    assert (chosen.preset, chosen.replay_scaling) == ("paper", "reference")
+    assert RunConfig.from_dict(short.to_dict()) == short
+
+
 @pytest.mark.parametrize(
     "dataset, options, expected",
     [
