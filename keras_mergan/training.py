@@ -184,11 +184,18 @@ def prepare_run(
             "--tensorboard needs TensorBoard: pip install 'keras-mergan[tensorboard]'"
         )
     method = METHODS[config.method]
-    dataset = load_dataset(
-        config.dataset, image_size=config.image_size, stream=config.stream_images
-    )
+    # Errors name the option the user gave, as RunConfig's checks do.
+    try:
+        dataset = load_dataset(
+            config.dataset, image_size=config.image_size, stream=config.stream_images
+        )
+    except DatasetError as error:
+        raise DatasetError(f"--dataset {config.dataset}: {error}") from error
     config = config.for_dataset(dataset.name)
-    tasks = parse_tasks(config.tasks, dataset, config.classes_per_task)
+    try:
+        tasks = parse_tasks(config.tasks, dataset, config.classes_per_task)
+    except DatasetError as error:
+        raise DatasetError(f"--tasks {config.tasks}: {error}") from error
     training_tasks = cumulative_tasks(tasks) if method.cumulative else tasks
     run_dir = Path(
         run_dir or Path("runs") / f"{config.method}-{Path(config.dataset).stem}"

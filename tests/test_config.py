@@ -139,6 +139,18 @@ def test_the_command_refuses_a_bad_value_before_training(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
+def test_data_and_task_errors_name_the_option(tmp_path, capsys):
+    out = f"--out={tmp_path / 'run'}"
+    assert cli.main(["train", "--tasks=0-12", "--iters-per-task=1", out]) == 2
+    assert "error: --tasks 0-12: category index 10 out of range" in (
+        capsys.readouterr().err
+    )
+    missing = tmp_path / "nowhere.npz"
+    assert cli.main(["train", f"--dataset={missing}", out]) == 2
+    assert f"error: --dataset {missing}: " in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 @wiring_test
 def test_python_and_command_routes_write_the_same_run(tmp_path):
     options = dict(
