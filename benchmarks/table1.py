@@ -300,8 +300,6 @@ def train(args, variant: str, seed: int = 0, order: int = 0) -> dict:
         str(seed),
         "--out",
         str(out),
-        "--verbose",
-        "2",
     ]
     print(f"\n=== {variant}: {' '.join(command[2:])}", flush=True)
     started = time.time()
