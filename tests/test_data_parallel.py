@@ -62,19 +62,6 @@ print("RESULT " + json.dumps({{
 # CPU, the base step and each family's most composed one.
 if keras.config.backend() == "jax":
     CASES = ["jtr+ra", "ltgan", "sft"]
-# EWC's Fisher estimate (begin_task) differentiates outside any replica
-# context, which MirroredStrategy's variables refuse.
-CASES = [
-    pytest.param(
-        name,
-        marks=pytest.mark.xfail(
-            keras.config.backend() == "tensorflow" and name == "ewc",
-            reason="EWC's Fisher estimate under MirroredStrategy",
-            strict=True,
-        ),
-    )
-    for name in CASES
-]
 
 
 @pytest.mark.skipif(
