@@ -33,8 +33,8 @@ class RunConfig:
     """A training run: method, data, task sequence and hyper-parameters.
 
     Fields left at None take their value from `preset` (see
-    `keras_mergan.presets`; `"auto"` becomes `"fast"` below the paper's
-    iterations per task and `"paper"` otherwise), then from the method's own
+    `keras_mergan.presets`; `"auto"` becomes the preset whose budget the
+    run's iterations per task reach), then from the method's own
     default; explicit values always win. After construction every
     preset-given field is set, so the config written to `run.json` reads
     back unchanged.
@@ -46,7 +46,7 @@ class RunConfig:
     (1000, 'mean', 33.0)
     >>> short = RunConfig(method="ra", iters_per_task=300)
     >>> short.preset, short.iters_per_task, short.ra_scaling
-    ('fast', 300, 'mean')
+    ('short', 300, 'mean')
     >>> RunConfig(method="ra").preset
     'paper'
     """
@@ -55,9 +55,9 @@ class RunConfig:
     preset: str = _option(
         DEFAULT_PRESET,
         "settings for unset options: 'paper' (the papers', 4000 iterations per "
-        "task), 'fast' (short budgets, 1000 iterations per task) or 'auto' "
-        "(fast below --iters-per-task 4000, else paper; run.json records the "
-        "one used)",
+        "task), 'fast' (1000), 'short' (300) or 'auto': short below "
+        "--iters-per-task 1000, fast below 4000, else paper (run.json records "
+        "the one used)",
         choices=(AUTO, *PRESETS),
     )
     dataset: str = _option(

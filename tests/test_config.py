@@ -34,11 +34,17 @@ def test_presets_fill_unset_fields_and_explicit_values_win():
     assert RunConfig(method="ewc", preset="fast").lambda_ewc == 3e3
 
 
-def test_auto_picks_fast_below_the_paper_budget_and_paper_at_it():
+def test_auto_picks_the_preset_whose_budget_the_run_reaches():
     short = RunConfig(method="jtr", iters_per_task=300)
-    assert (short.preset, short.replay_scaling, short.warmup_iterations) == (
-        "fast",
+    assert (short.preset, short.replay_scaling, short.learning_rate) == (
+        "short",
         "mean",
+        5e-4,
+    )
+    fast = RunConfig(method="jtr", iters_per_task=1000)
+    assert (fast.preset, fast.learning_rate, fast.warmup_iterations) == (
+        "fast",
+        1e-4,
         100,
     )
     assert RunConfig(method="jtr").preset == "paper"
@@ -129,8 +135,8 @@ def test_the_train_command_has_one_option_per_field_with_its_help(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for option in dataclasses.fields(RunConfig):
         assert "--" + option.name.replace("_", "-") in text
-    assert "(default: 4000 (paper), 1000 (fast))" in text
-    assert "(default: 33.0 (fast))" in text
+    assert "(default: 4000 (paper), 1000 (fast), 300 (short))" in text
+    assert "(default: 33.0 (fast), 33.0 (short))" in text
 
 
 def test_the_command_refuses_a_bad_value_before_training(tmp_path, capsys):
