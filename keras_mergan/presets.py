@@ -23,7 +23,7 @@ resolved values, never only the preset's name.
   few hundred iterations per task, where WGAN-GP's Adam (1e-4, beta1 0)
   leaves each task's generator unconverged: JTR over digits 0, 1, 2 at 300
   iterations per task kept 47% with `fast` and 98% with these
-  (`benchmarks/results/first_run.md`); DGR's split-MNIST solver benchmark
+  (`benchmarks/results/short_budget_presets.md`); DGR's split-MNIST solver benchmark
   found the same (4% against 83% of confident task-1 samples).
 """
 
