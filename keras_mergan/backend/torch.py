@@ -12,7 +12,11 @@ JIT_COMPILE = False
 
 def minimize(loss_fn, variables, optimizer):
     loss, aux = loss_fn()
-    gradients = torch.autograd.grad(loss, [v.value for v in variables])
+    # A variable the loss does not reach (the critic's class head in the
+    # unconditional methods) gets a zero gradient, as under JAX.
+    gradients = torch.autograd.grad(
+        loss, [v.value for v in variables], allow_unused=True, materialize_grads=True
+    )
     with torch.no_grad():
         optimizer.apply(list(gradients), variables)
     return loss.detach(), {name: value.detach() for name, value in aux.items()}
