@@ -22,7 +22,7 @@ from typing import TextIO
 
 import keras
 
-from keras_mergan.run_folder import METRICS_FILE, read_task_metrics, task_dir
+from keras_mergan.run_folder import task_accuracy
 from keras_mergan.tasks import TaskStream
 
 __all__ = ["TaskProgress"]
@@ -135,7 +135,9 @@ class TaskProgress(keras.callbacks.Callback):
         if self._bar is not None:
             self._bar.update(self.stream.steps_per_task, finalize=True)
         line = f"{self._task(epoch)} done in {time.time() - self._started:.0f} s"
-        accuracy = self._accuracy(epoch + 1)
+        accuracy = (
+            None if self.run_dir is None else task_accuracy(self.run_dir, epoch + 1)
+        )
         if accuracy:
             cells = ", ".join(
                 f"{self.class_names[int(c)]} {100 * a:.1f}%"
@@ -144,10 +146,3 @@ class TaskProgress(keras.callbacks.Callback):
             mean = sum(accuracy.values()) / len(accuracy)
             line += f": accuracy {cells}; mean {100 * mean:.1f}%"
         self._print(line)
-
-    def _accuracy(self, number: int) -> dict | None:
-        if self.run_dir is None:
-            return None
-        if not (task_dir(self.run_dir, number) / METRICS_FILE).exists():
-            return None
-        return read_task_metrics(self.run_dir, number).get("accuracy")

@@ -172,6 +172,18 @@ def read_task_metrics(run_dir: str | os.PathLike, number: int) -> dict:
     return json.loads((task_dir(run_dir, number) / METRICS_FILE).read_text())
 
 
+def task_accuracy(run_dir: str | os.PathLike, number: int) -> dict | None:
+    """Evaluator accuracy by class of task `number`: None if unwritten or unscored.
+
+    Example:
+
+    >>> # task_accuracy("runs/sft", 2)  ->  {"0": 0.91, "1": 0.98}
+    """
+    if not (task_dir(run_dir, number) / METRICS_FILE).exists():
+        return None
+    return read_task_metrics(run_dir, number).get("accuracy") or None
+
+
 def load_task_model(run_dir: str | os.PathLike, number: int, **options: Any):
     """The model saved at the end of task `number` (`keras.saving.load_model`).
 

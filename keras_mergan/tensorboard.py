@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from PIL import Image
 
-from keras_mergan.run_folder import GRID_FILE, METRICS_FILE, read_task_metrics, task_dir
+from keras_mergan.run_folder import GRID_FILE, task_accuracy, task_dir
 from keras_mergan.tasks import TaskStream
 
 __all__ = ["TaskSummaries", "tensorboard_callbacks"]
@@ -75,14 +75,13 @@ class TaskSummaries(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(str(self.log_dir / "tasks"))
         step = (epoch + 1) * self.stream.steps_per_task
         with self._writer.as_default():
-            if (folder / METRICS_FILE).exists():
-                accuracy = read_task_metrics(self.run_dir, epoch + 1).get("accuracy")
-                for label, value in (accuracy or {}).items():
-                    name = self.class_names[int(label)]
-                    tf.summary.scalar(f"accuracy/{name}", value, step=step)
-                if accuracy:
-                    mean = float(np.mean(list(accuracy.values())))
-                    tf.summary.scalar("accuracy/mean", mean, step=step)
+            accuracy = task_accuracy(self.run_dir, epoch + 1)
+            for label, value in (accuracy or {}).items():
+                name = self.class_names[int(label)]
+                tf.summary.scalar(f"accuracy/{name}", value, step=step)
+            if accuracy:
+                mean = float(np.mean(list(accuracy.values())))
+                tf.summary.scalar("accuracy/mean", mean, step=step)
             if (folder / GRID_FILE).exists():
                 grid = np.asarray(Image.open(folder / GRID_FILE))
                 if grid.ndim == 2:
