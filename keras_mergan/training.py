@@ -22,7 +22,7 @@ from keras_mergan.callbacks import (
     UnconditionalReport,
 )
 from keras_mergan.config import RunConfig
-from keras_mergan.data import DatasetError, ImageFiles, load_dataset, resolve_categories
+from keras_mergan.data import DatasetError, load_dataset, resolve_categories
 from keras_mergan.distribution import data_parallel, training_devices
 from keras_mergan.evaluator import Evaluator
 from keras_mergan.methods import METHODS
@@ -208,8 +208,11 @@ def prepare_run(
         batch_size=config.batch_size,
         n_critic=config.n_critic,
         seed=config.seed,
-        # Streamed images: batches are decoded in threads while the step runs.
-        workers=2 if isinstance(dataset.x_train, ImageFiles) else 1,
+        # Batches are made (and streamed images decoded) in Keras' worker
+        # threads while the step runs. Workers also turn tf.data's autotuning
+        # off: under TensorFlow its model thread made every `fit` wait up to
+        # a minute on return (the input pipeline's teardown waits for it).
+        workers=2,
     )
     keras.utils.set_random_seed(config.seed)
     with precision_scope(config.precision) as precision:

@@ -56,6 +56,26 @@ def test_cache_is_reused(evaluator, digits, cache_dir, monkeypatch):
     )
 
 
+def test_packaged_evaluator_of_the_builtin_digits(digits, tmp_path, monkeypatch):
+    """The shipped evaluator matches today's data, architecture and recipe."""
+
+    def no_training(*args, **kwargs):
+        raise AssertionError(
+            "the packaged digits evaluator no longer matches its cache key; "
+            "rebuild it (see keras_mergan.evaluator's docstring)"
+        )
+
+    monkeypatch.setattr(Evaluator, "_train", staticmethod(no_training))
+    shipped = Evaluator.for_dataset(digits, cache_dir=tmp_path)
+    assert shipped.cache_path.parent.name == "datasets"
+    assert list(tmp_path.iterdir()) == []  # read in place, not copied
+    assert shipped.accuracy(digits.x_test, digits.y_test) >= 0.98  # measured 0.983
+    # Other settings are not served by it.
+    monkeypatch.undo()
+    other = Evaluator.for_dataset(digits, cache_dir=tmp_path, epochs=1)
+    assert other.cache_path.parent == tmp_path
+
+
 def test_cache_key_depends_on_data_and_settings(digits):
     key = Evaluator.cache_key(digits, EPOCHS, 0)
     assert key == Evaluator.cache_key(digits, EPOCHS, 0)
