@@ -13,28 +13,38 @@ __all__ = ["format_accuracy_table", "format_continual", "format_evaluation"]
 def format_accuracy_table(results: Sequence[dict], class_names: Sequence[str]) -> str:
     """Markdown table: one row per task, accuracy % per class and the mean.
 
-    Rows holding ``fid`` or ``reverse_accuracy`` (from `evaluate_run`) add
-    those columns.
+    One column per class some row scores, in the order the classes were
+    first seen (a run over 9, 4, 7 of ten digits shows those three). Rows
+    holding ``fid`` or ``reverse_accuracy`` (from `evaluate_run`) add those
+    columns.
 
     Example:
-        >>> row = {"task": 1, "accuracy": {"0": 0.5}, "mean_accuracy": 0.5}
-        >>> print(format_accuracy_table([row], ["zero", "one"]))
-        | task | zero | one | mean |
+        >>> rows = [{"task": 1, "accuracy": {"1": 0.5}, "mean_accuracy": 0.5},
+        ...         {"task": 2, "accuracy": {"1": 0.4, "0": 1.0}, "mean_accuracy": 0.7}]
+        >>> print(format_accuracy_table(rows, ["zero", "one", "two"]))
+        | task | one | zero | mean |
         |---|---|---|---|
         | 1 | 50.0 |  | 50.00 |
+        | 2 | 40.0 | 100.0 | 70.00 |
     """
     extra = [
         (key, title)
         for key, title in (("fid", "FID"), ("reverse_accuracy", "reverse acc."))
         if any(key in row for row in results)
     ]
-    titles = ["task", *class_names, "mean", *(title for _, title in extra)]
+    shown = list(dict.fromkeys(c for row in results for c in row["accuracy"]))
+    titles = [
+        "task",
+        *(class_names[int(c)] for c in shown),
+        "mean",
+        *(title for _, title in extra),
+    ]
     lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for row in results:
         cells = [str(row["task"])]
         cells += [
-            f"{100 * row['accuracy'][str(c)]:.1f}" if str(c) in row["accuracy"] else ""
-            for c in range(len(class_names))
+            f"{100 * row['accuracy'][c]:.1f}" if c in row["accuracy"] else ""
+            for c in shown
         ]
         cells.append(f"{100 * row['mean_accuracy']:.2f}")
         for key, _ in extra:
