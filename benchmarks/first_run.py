@@ -192,7 +192,8 @@ def markdown(report: dict) -> str:
         "|---|---:|",
         f"| install (until the command's first line) | "
         f"{seconds(report['install_seconds'])} |",
-        f"| evaluator (trained, or loaded: the built-in digits ship theirs) | {seconds(report['evaluator_seconds'])} |",
+        "| evaluator (trained, or loaded: the built-in digits ship theirs) | "
+        f"{seconds(report['evaluator_seconds'])} |",
     ]
     previous = report["training_start_seconds"]
     for number, done in enumerate(report["task_done_at_seconds"], 1):
