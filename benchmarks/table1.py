@@ -40,7 +40,8 @@ folders ``<variant>_seed<s>_order<k>`` (seed 0 in the given order keeps
 over the runs, then every run.
 
 Variants named after a method use the paper's hyper-parameters (the
-package's defaults). LT-GANs (``ltgan``) cannot be asked for a class, so
+package's defaults; ``ltgan-balanced`` is LT-GANs with ``--mixing-ratio
+balanced``). LT-GANs (``ltgan``) cannot be asked for a class, so
 its row has no accuracy; the table of unconditional replay reports gives,
 for it and DGR, the fraction of samples the evaluator confidently assigns to
 a seen class, the evaluator-feature FID against the seen classes' test
@@ -126,6 +127,10 @@ VARIANTS = {
     },
     "jtr+ra": (None, ["--method", "jtr+ra", "--preset", "paper"]),
     "ltgan": (None, ["--method", "ltgan", "--preset", "paper"]),
+    "ltgan-balanced": (
+        None,
+        ["--method", "ltgan", "--preset", "paper", "--mixing-ratio", "balanced"],
+    ),
     **{
         f"{method}-short": (method, ["--method", method, "--preset", "fast"])
         for method in ("jtr", "ra", "ewc")

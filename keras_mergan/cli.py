@@ -173,7 +173,7 @@ def _add_run_config_options(parser: argparse.ArgumentParser) -> None:
         help = option.metadata["help"]
         if default is not None:
             help += f" (default: {default})"
-        extras = {"type": kind}
+        extras = {"type": _argument_type(option.metadata.get("type", kind))}
         if kind is bool:
             extras = {"action": argparse.BooleanOptionalAction}
         if "choices" in option.metadata:
@@ -184,6 +184,20 @@ def _add_run_config_options(parser: argparse.ArgumentParser) -> None:
             help=help,
             **extras,
         )
+
+
+def _argument_type(parse):
+    """`parse` for argparse: its ValueError's message becomes the error."""
+    if parse in (int, float, str, Path):
+        return parse
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
 
 
 def _task_numbers(text: str) -> list[int]:

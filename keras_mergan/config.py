@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keras_mergan.methods import METHODS
+from keras_mergan.methods.mixing import BALANCED, checked_mixing_ratio
 from keras_mergan.precision import PRECISIONS
 from keras_mergan.presets import AUTO, DEFAULT_PRESET, PRESETS, resolve_preset
 from keras_mergan.run_folder import RUN_INFO, read_run_info
@@ -128,10 +129,13 @@ class RunConfig:
     fisher_batch_size: int | None = _option(
         None, "ewc: samples per squared gradient (default 1: per-sample Fisher)"
     )
-    mixing_ratio: float | None = _option(
+    mixing_ratio: float | str | None = _option(
         None,
         "dgr, ltgan: fraction of real images in a batch from the second task "
-        "on, the rest replayed (default: dgr 1 / tasks seen, ltgan 0.5)",
+        f"on, the rest replayed, or '{BALANCED}' for 1 / tasks seen, the same "
+        f"share for every task (default: dgr {BALANCED}, ltgan 0.5, the "
+        "papers')",
+        type=checked_mixing_ratio,
     )
     student: bool | None = _option(
         None, "ltgan: train a VAE student on the replay mix (default: on)"
@@ -244,10 +248,15 @@ class RunConfig:
             raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.beta_1 < 1:
             raise ValueError(f"--beta-1 must be in [0, 1), got {self.beta_1}")
-        if self.mixing_ratio is not None and not 0 < self.mixing_ratio <= 1:
-            raise ValueError(
-                f"--mixing-ratio must be in (0, 1], got {self.mixing_ratio}"
-            )
+        if self.mixing_ratio is not None:
+            try:
+                ratio = checked_mixing_ratio(self.mixing_ratio)
+            except ValueError:
+                raise ValueError(
+                    f"--mixing-ratio must be in (0, 1] or '{BALANCED}', "
+                    f"got {self.mixing_ratio!r}"
+                ) from None
+            object.__setattr__(self, "mixing_ratio", ratio)
         if self.architecture not in ARCHITECTURES:
             raise ValueError(
                 f"--architecture must be one of {ARCHITECTURES}, "

@@ -261,7 +261,7 @@ def prepare_run(
     start = find_resume_point(run_dir, stream)
     evaluator = None
     if config.eval_samples > 0 and start.task < stream.num_tasks:
-        log("Preparing the evaluator classifier (cached after the first run)...")
+        log("Preparing the evaluator (trained once per dataset, then cached)...")
         # One line per epoch: readable on a terminal and in a log file alike.
         evaluator = Evaluator.for_dataset(dataset, verbose=2 if verbose else 0)
     callbacks = [

@@ -90,6 +90,7 @@ def test_one_replayed_batch_per_real_batch_by_default(options, expected):
         ({"learning_rate": 0.0}, "--learning-rate must be > 0"),
         ({"beta_1": 1.0}, "--beta-1 must be in [0, 1)"),
         ({"method": "dgr", "mixing_ratio": 1.5}, "--mixing-ratio must be in (0, 1]"),
+        ({"method": "ltgan", "mixing_ratio": "half"}, "or 'balanced', got 'half'"),
         ({"image_size": 64}, "--architecture dcgan generates 32x32"),
         ({"method": "mergan"}, "method must be one of"),
         ({"preset": "slow"}, "preset must be one of"),

@@ -22,7 +22,7 @@ def tiny_scholar(**kwargs):
 
 @pytest.mark.parametrize(
     ("task", "mixing_ratio", "real_rows"),
-    [(0, None, 12), (2, None, 4), (3, 0.75, 9)],
+    [(0, "balanced", 12), (2, "balanced", 4), (2, None, 4), (3, 0.75, 9)],
 )
 def test_each_critic_batch_mixes_real_rows_and_replays_as_r_says(
     task, mixing_ratio, real_rows

@@ -97,6 +97,26 @@ def test_after_the_first_task_half_of_each_critic_batch_is_teacher_samples():
     assert np.abs(mixed[~kept]).max() <= 1.0  # the Teacher's tanh images
 
 
+@pytest.mark.parametrize(("task", "real_rows"), [(1, 6), (2, 4), (3, 3), (5, 2)])
+def test_balanced_mixing_gives_the_new_task_one_share_of_the_tasks_seen(
+    task, real_rows
+):
+    gan = tiny_twins(n_critic=2, student=False, mixing_ratio="balanced")
+    images, labels = random_images(24), np.arange(24) % 10
+    gan.begin_task(task, [task], list(range(task + 1)))
+    mixed = keras.ops.convert_to_numpy(gan.mix_with_replay(images, labels)[0])
+    kept = np.all(mixed == images, axis=(1, 2, 3))
+    assert kept.tolist() == ([True] * real_rows + [False] * (12 - real_rows)) * 2
+    restored = LifelongTwinGAN.from_config(gan.get_config())
+    assert restored.mixing_ratio == "balanced"
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, "half", float("nan")])
+def test_mixing_ratio_is_checked(bad):
+    with pytest.raises(ValueError, match="mixing_ratio must be in"):
+        tiny_twins(mixing_ratio=bad)
+
+
 def test_vae_losses_match_their_definitions():
     tensor = keras.ops.convert_to_tensor
     images = tensor(np.array([[[[-1.0], [1.0]]]], "float32"))  # pixels 0 and 1

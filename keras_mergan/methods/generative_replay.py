@@ -8,6 +8,7 @@ import numpy as np
 from keras import ops
 
 from keras_mergan.losses import auxiliary_classifier_loss
+from keras_mergan.methods.mixing import BALANCED
 from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
 from keras_mergan.models.solver import build_solver
 from keras_mergan.precision import model_precision, precision_scope
@@ -49,8 +50,8 @@ class DeepGenerativeReplay(UnconditionalReplayGAN):
         generator: `(z, label) -> image` model, always called with label 0.
         critic: `image -> (score, logits)` model; its class count sizes the
             solver.
-        mixing_ratio: r, the fraction of real data from the second task on;
-            None for 1 / (tasks seen).
+        mixing_ratio: r, the fraction of real data from the second task on,
+            or `"balanced"`: 1 / (tasks seen).
         solver_width: channels of the solver's first convolution.
         solver_learning_rate: Adam learning rate of the solver.
         **kwargs: `WassersteinGAN` arguments.
@@ -69,15 +70,12 @@ class DeepGenerativeReplay(UnconditionalReplayGAN):
         self,
         generator: keras.Model,
         critic: keras.Model,
-        mixing_ratio: float | None = None,
+        mixing_ratio: float | str = BALANCED,
         solver_width: int = 32,
         solver_learning_rate: float = 1e-3,
         **kwargs,
     ):
-        if mixing_ratio is not None and not 0.0 < mixing_ratio <= 1.0:
-            raise ValueError(f"mixing_ratio must be in (0, 1], got {mixing_ratio}")
-        super().__init__(generator, critic, **kwargs)
-        self.mixing_ratio = None if mixing_ratio is None else float(mixing_ratio)
+        super().__init__(generator, critic, mixing_ratio, **kwargs)
         self.solver_width = int(solver_width)
         self.solver_learning_rate = float(solver_learning_rate)
         image_shape = critic.input_shape[1:]
@@ -109,13 +107,6 @@ class DeepGenerativeReplay(UnconditionalReplayGAN):
         """Snapshot the scholar (generator and solver); fresh optimizers."""
         super().begin_task(task_index, task_classes, seen_classes)
         self.replay_solver.set_weights(self.solver.get_weights())
-
-    def real_fraction(self) -> float:
-        if self.task_index < 1:
-            return 1.0
-        if self.mixing_ratio is None:
-            return 1.0 / (self.task_index + 1)
-        return self.mixing_ratio
 
     def replay_targets(self, replayed_images):
         logits = self.replay_solver(replayed_images, training=False)
@@ -182,7 +173,6 @@ class DeepGenerativeReplay(UnconditionalReplayGAN):
     def get_config(self):
         config = super().get_config()
         config.update(
-            mixing_ratio=self.mixing_ratio,
             solver_width=self.solver_width,
             solver_learning_rate=self.solver_learning_rate,
         )

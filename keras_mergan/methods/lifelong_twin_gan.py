@@ -50,7 +50,9 @@ class LifelongTwinGAN(UnconditionalReplayGAN):
             the Teacher is a copy of it.
         critic: `image -> (score, logits)` model.
         mixing_ratio: fraction of real images in a critic batch after the
-            first task.
+            first task: the paper's 1/2, or `"balanced"` (1 / tasks seen),
+            which keeps every task's share of the Teacher's samples equal
+            instead of halving the older ones' at every task.
         student: whether to train a VAE student.
         student_latent_dim: size of the student's z.
         student_width: channels of its first encoder convolution.
@@ -71,7 +73,7 @@ class LifelongTwinGAN(UnconditionalReplayGAN):
         self,
         generator: keras.Model,
         critic: keras.Model,
-        mixing_ratio: float = 0.5,
+        mixing_ratio: float | str = 0.5,
         student: bool = True,
         student_latent_dim: int = 32,
         student_width: int = 32,
@@ -79,11 +81,8 @@ class LifelongTwinGAN(UnconditionalReplayGAN):
         student_learning_rate: float = 1e-3,
         **kwargs,
     ):
-        if not 0.0 < mixing_ratio <= 1.0:
-            raise ValueError(f"mixing_ratio must be in (0, 1], got {mixing_ratio}")
         self._has_student = bool(student)
-        super().__init__(generator, critic, **kwargs)
-        self.mixing_ratio = float(mixing_ratio)
+        super().__init__(generator, critic, mixing_ratio, **kwargs)
         self.student_latent_dim = int(student_latent_dim)
         self.student_width = int(student_width)
         self.student_beta = float(student_beta)
@@ -139,9 +138,6 @@ class LifelongTwinGAN(UnconditionalReplayGAN):
             # becomes the Assistant.
             self.assistant.set_weights(former_teacher)
 
-    def real_fraction(self) -> float:
-        return 1.0 if self.task_index < 1 else self.mixing_ratio
-
     def critic_penalties(self, real_images, labels) -> dict:
         terms = super().critic_penalties(real_images, labels)
         if self.task_index > 0:
@@ -196,7 +192,6 @@ class LifelongTwinGAN(UnconditionalReplayGAN):
     def get_config(self):
         config = super().get_config()
         config.update(
-            mixing_ratio=self.mixing_ratio,
             student=self._has_student,
             student_latent_dim=self.student_latent_dim,
             student_width=self.student_width,

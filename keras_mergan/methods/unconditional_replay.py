@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_mergan.backend import training_backend
+from keras_mergan.methods.mixing import BALANCED, checked_mixing_ratio
 from keras_mergan.methods.wasserstein_gan import WassersteinGAN
 
 
@@ -28,6 +29,9 @@ class UnconditionalReplayGAN(WassersteinGAN):
     Args:
         generator: `(z, label) -> image` model.
         critic: `image -> (score, logits)` model.
+        mixing_ratio: r from the second task on: a number in (0, 1], or
+            `"balanced"` for `1 / (tasks seen)`, which gives the new task
+            and every earlier one (through the replays) the same share.
         **kwargs: `WassersteinGAN` arguments.
 
     Example:
@@ -35,11 +39,29 @@ class UnconditionalReplayGAN(WassersteinGAN):
     >>> from keras_mergan.models import build_dcgan_critic, build_dcgan_generator
     >>> gan = UnconditionalReplayGAN(build_dcgan_generator(1), build_dcgan_critic(1))
     >>> gan.compile()
+    >>> gan.begin_task(3, [3], [0, 1, 2, 3])
+    >>> gan.real_fraction()
+    0.25
     """
+
+    def __init__(
+        self,
+        generator: keras.Model,
+        critic: keras.Model,
+        mixing_ratio: float | str = BALANCED,
+        **kwargs,
+    ):
+        ratio = checked_mixing_ratio(mixing_ratio)
+        super().__init__(generator, critic, **kwargs)
+        self.mixing_ratio = ratio
 
     def real_fraction(self) -> float:
         """Fraction r of each critic batch that is real data in this task."""
-        return 1.0
+        if self.task_index < 1:
+            return 1.0
+        if self.mixing_ratio == BALANCED:
+            return 1.0 / (self.task_index + 1)
+        return self.mixing_ratio
 
     def replay_targets(self, replayed_images):
         """Labels of replayed images in the mix; 0 (no class) by default."""
@@ -90,6 +112,9 @@ class UnconditionalReplayGAN(WassersteinGAN):
         return training_backend().minimize(
             loss_fn, network.trainable_variables, self.extra_optimizer(prefix)
         )
+
+    def get_config(self):
+        return {**super().get_config(), "mixing_ratio": self.mixing_ratio}
 
     def generate_unconditional(self, z, batch_size: int = 256):
         """The generator's images for `z` (label 0, its running statistics)."""
