@@ -36,3 +36,15 @@ def test_export_and_serve_install_under_the_package_namespace():
 
     assert Path(keras_mergan.export.__file__).parent == ROOT / "export"
     assert Path(keras_mergan.serve.__file__).parent == ROOT / "serve"
+
+
+def test_the_shipped_data_files_are_package_data():
+    patterns = _setuptools()["package-data"]["keras_mergan"]
+    shipped = {
+        path.relative_to(ROOT / "keras_mergan")
+        for pattern in patterns
+        for path in (ROOT / "keras_mergan").glob(pattern)
+    }
+    on_disk = set((ROOT / "keras_mergan" / "datasets").iterdir())
+    assert {ROOT / "keras_mergan" / p for p in shipped} == on_disk
+    assert {p.suffix for p in shipped} == {".npz", ".keras"}
