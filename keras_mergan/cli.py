@@ -255,6 +255,7 @@ def main(argv=None) -> int:
         if config is not None:
             from keras_mergan.training import train_run
 
+            _show_replay_warnings_plainly()
             train_run(
                 config, args.out, verbose=args.verbose, tensorboard=args.tensorboard
             )
@@ -266,6 +267,25 @@ def main(argv=None) -> int:
         print(f"keras-mergan: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _show_replay_warnings_plainly() -> None:
+    """Replay health warnings as `Warning: task 3: ...` lines between the
+    progress lines, rather than Python's default two lines naming the Keras
+    file that ran the callback."""
+    import warnings
+
+    from keras_mergan.replay_health import ReplayHealthWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ReplayHealthWarning):
+            print(f"Warning: {message}", file=file or sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 def _start_backend(verbose: int, with_tensorflow: bool = False) -> None:

@@ -1,6 +1,7 @@
 """Tests of keras_mergan.replay_health: scores and warnings of a replay."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -70,3 +71,22 @@ def test_a_broken_replay_generator_raises_the_warning(tmp_path):
     assert logged == ["Task 3 replay health: class shares 0: 1.00, 1: 0.00"]
     callback.on_epoch_end(0)  # the first task has nothing to replay
     assert not (task_dir(tmp_path, 1) / "metrics.json").exists()
+
+
+def test_the_command_line_shows_a_replay_warning_as_one_plain_line(
+    capsys, monkeypatch
+):
+    from keras_mergan import cli
+
+    others = []
+    monkeypatch.setattr(warnings, "showwarning", lambda *a, **k: others.append(a))
+    cli._show_replay_warnings_plainly()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        message = "task 3: class 1: replay accuracy 0.03 < 0.5"
+        warnings.warn(message, ReplayHealthWarning, stacklevel=1)
+        warnings.warn("something else", UserWarning, stacklevel=1)
+    err = capsys.readouterr().err
+    assert "Warning: task 3: class 1: replay accuracy 0.03 < 0.5\n" in err
+    assert "ReplayHealthWarning" not in err
+    assert [(str(a[0]), a[1]) for a in others] == [("something else", UserWarning)]
