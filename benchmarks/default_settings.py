@@ -129,6 +129,7 @@ def train(args, case: str, method: str, dataset: str) -> Path:
 def collect(case: str, method: str, out: Path) -> dict:
     tasks = [read_task_metrics(out, n) for n in finished_tasks(out)]
     info = read_run_info(out)
+    names = info["class_names"]
     return {
         "case": case,
         "method": method,
@@ -137,9 +138,26 @@ def collect(case: str, method: str, out: Path) -> dict:
         "preset": info["config"]["preset"],
         "run_dir": str(out),
         "mean_accuracy": [100 * t["mean_accuracy"] for t in tasks],
-        "accuracy_last": {c: 100 * a for c, a in tasks[-1]["accuracy"].items()},
+        "accuracy_last": {
+            names[int(c)]: 100 * a for c, a in tasks[-1]["accuracy"].items()
+        },
         "seconds": round(sum(t["seconds"] for t in tasks), 1),
     }
+
+
+def real_accuracy(dataset: str, classes: list[str]) -> dict:
+    """The evaluator's accuracy (%) on the real test images of `classes`."""
+    from keras_mergan.data import load_dataset
+    from keras_mergan.evaluator import Evaluator
+
+    data = load_dataset(dataset)
+    predicted = Evaluator.for_dataset(data).predict(data.x_test)
+    accuracy = {}
+    for name in classes:
+        label = data.class_names.index(name)
+        real = data.y_test == label
+        accuracy[name] = 100 * float(np.mean(predicted[real] == label))
+    return accuracy
 
 
 def report(args, rows: list) -> str:
@@ -153,17 +171,28 @@ def report(args, rows: list) -> str:
         "classes seen so far.",
         "",
         "| case | tasks | method | preset | after task 1 | after task 2 "
-        "| after task 3 | per class after the last | training (s) |",
+        "| after task 3 | per class after the last (real test images) "
+        "| training (s) |",
         "|---|---|---|---|---:|---:|---:|---|---:|",
     ]
     for row in rows:
         after = [f"{a:.1f}" for a in row["mean_accuracy"]]
         after += ["-"] * (3 - len(after))
-        per_class = ", ".join(f"{c}: {a:.1f}" for c, a in row["accuracy_last"].items())
+        real = row.get("real_accuracy", {})
+        per_class = ", ".join(
+            f"{c}: {a:.1f}" + (f" ({real[c]:.1f})" if c in real else "")
+            for c, a in row["accuracy_last"].items()
+        )
         lines.append(
             f"| {row['case']} | {row['tasks']} | {row['method']} | {row['preset']} "
             f"| {' | '.join(after)} | {per_class} | {row['seconds']:.0f} |"
         )
+    lines += [
+        "",
+        "In brackets: the evaluator's accuracy on the class's real test "
+        "images, the level that generated images as good as real ones reach "
+        "(prototypical ones can score above it).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -185,12 +214,15 @@ def main() -> None:
         dataset = CASES[case][0]
         if dataset == "fashion":
             dataset = str(fashion_mnist_npz(args.data))
+        real = None
         for method in args.methods.split(","):
             out = args.runs / f"{case}-{args.iters_per_task}" / method
             if not args.report_only:
                 out = train(args, case, method, dataset)
             if finished_tasks(out):
-                rows.append(collect(case, method, out))
+                row = collect(case, method, out)
+                real = real or real_accuracy(dataset, list(row["accuracy_last"]))
+                rows.append({**row, "real_accuracy": real})
     text = report(args, rows)
     print(text)
     RESULTS.mkdir(exist_ok=True)

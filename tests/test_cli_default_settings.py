@@ -71,7 +71,12 @@ def test_report_lists_each_run_after_each_task(default_settings, tmp_path):
     run = tmp_path / "fashion-500" / "ra"
     run.mkdir(parents=True)
     (run / "run.json").write_text(
-        json.dumps({"config": {"dataset": "fashion.npz", "preset": "short"}})
+        json.dumps(
+            {
+                "config": {"dataset": "fashion.npz", "preset": "short"},
+                "class_names": ["tshirt", "trouser", "pullover"],
+            }
+        )
     )
     for task, accuracy in ((1, {"0": 0.9}), (2, {"0": 0.8, "1": 0.6})):
         folder = run / f"task_{task:02d}"
@@ -88,6 +93,7 @@ def test_report_lists_each_run_after_each_task(default_settings, tmp_path):
     assert row["preset"] == "short" and row["seconds"] == 30.0
     assert row["mean_accuracy"] == pytest.approx([90.0, 70.0])
     args = default_settings.argparse.Namespace(iters_per_task=500, width=16)
-    line = default_settings.report(args, [row]).splitlines()[-1]
+    row["real_accuracy"] = {"tshirt": 87.0}
+    line = default_settings.report(args, [row]).splitlines()[-3]
     assert line.startswith("| fashion | tshirt,trouser,pullover | ra | short | 90.0 |")
-    assert "| 70.0 | - | 0: 80.0, 1: 60.0 | 30 |" in line
+    assert "| 70.0 | - | tshirt: 80.0 (87.0), trouser: 60.0 | 30 |" in line
