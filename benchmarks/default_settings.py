@@ -98,8 +98,7 @@ def fashion_mnist_npz(folder: Path) -> Path:
     return out
 
 
-def train(args, case: str, method: str, dataset: str) -> Path:
-    out = args.runs / f"{case}-{args.iters_per_task}" / method
+def train(args, case: str, method: str, dataset: str, out: Path) -> None:
     command = [
         sys.executable,
         "-m",
@@ -123,7 +122,6 @@ def train(args, case: str, method: str, dataset: str) -> Path:
     if len(finished_tasks(out)) < len(CASES[case][1].split(",")):
         print(f"\n=== {case} {method}: {' '.join(command[2:])}", flush=True)
         subprocess.run(command, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    return out
 
 
 def collect(case: str, method: str, out: Path) -> dict:
@@ -218,7 +216,7 @@ def main() -> None:
         for method in args.methods.split(","):
             out = args.runs / f"{case}-{args.iters_per_task}" / method
             if not args.report_only:
-                out = train(args, case, method, dataset)
+                train(args, case, method, dataset, out)
             if finished_tasks(out):
                 row = collect(case, method, out)
                 real = real or real_accuracy(dataset, list(row["accuracy_last"]))

@@ -3,6 +3,7 @@
 Fixtures live in `conftest.py`; everything a test imports is here.
 """
 
+import importlib.util
 from pathlib import Path
 
 import keras
@@ -115,3 +116,14 @@ def write_svhn_files(folder, n_train=6, n_test=4):
         y = (np.arange(n) % 10 + 1).reshape(-1, 1).astype(np.uint8)  # 10 = digit 0
         savemat(folder / name, {"X": x, "y": y})
     return folder / "train_32x32.mat"
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """The script `benchmarks/<name>.py` as a module (benchmarks are no package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,7 +1,6 @@
 """The default-settings benchmark driver: its Fashion-MNIST conversion and
 report (no training)."""
 
-import importlib.util
 import io
 import json
 import tarfile
@@ -9,20 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_benchmark
 
 from keras_mergan.data import load_dataset
 
 pytestmark = pytest.mark.backend_independent
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "default_settings.py"
-
 
 @pytest.fixture(scope="module")
 def default_settings():
-    spec = importlib.util.spec_from_file_location("default_settings", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("default_settings")
 
 
 def _fake_npm_pack(per_class: int):

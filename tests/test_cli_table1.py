@@ -1,23 +1,16 @@
 """Argument handling of the Table 1 benchmark driver (no training)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-from helpers import write_svhn_files
+from helpers import load_benchmark, write_svhn_files
 
 pytestmark = pytest.mark.backend_independent
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "table1.py"
 
 
 @pytest.fixture(scope="module")
 def table1():
-    spec = importlib.util.spec_from_file_location("table1", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("table1")
 
 
 def test_svhn_files_select_svhns_iterations_and_paper_row(table1, tmp_path):
