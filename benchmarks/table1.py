@@ -45,7 +45,8 @@ balanced``). LT-GANs (``ltgan``) cannot be asked for a class, so
 its row has no accuracy; the table of unconditional replay reports gives,
 for it and DGR, the fraction of samples the evaluator confidently assigns to
 a seen class, the evaluator-feature FID against the seen classes' test
-images, DGR's solver accuracy and the LT-GAN student's NLL.
+images, DGR's solver accuracy, how often DGR's solver labels the samples the
+evaluator recognises as the evaluator does, and the LT-GAN student's NLL.
 
 The ``-short`` variants use the ``fast`` preset (``keras_mergan.presets``):
 settings meant for budgets far below the paper's, reported beside them: a
@@ -114,9 +115,10 @@ REPLAY_REPORT = {
     "seen_class_fraction": "seen-class samples (%)",
     "fid": "FID",
     "solver_accuracy": "solver accuracy (%)",
+    "solver_agreement": "solver agrees on recognised samples (%)",
     "student_nll": "student NLL (nats)",
 }
-PERCENT_SCORES = {"seen_class_fraction", "solver_accuracy"}
+PERCENT_SCORES = {"seen_class_fraction", "solver_accuracy", "solver_agreement"}
 
 # Benchmark variant -> (paper row, `keras-mergan train` arguments): each
 # method with the paper preset, and "-short" ones with the fast preset.

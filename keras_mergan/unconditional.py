@@ -13,6 +13,11 @@ which classes the evaluator sees in the generator's samples:
   samples and of the real test images of the seen classes;
 - `solver_accuracy` (DGR): the solver's accuracy on the real test images of
   the seen classes, the classifier-continual-learning score;
+- `solver_agreement` (DGR): among the samples the evaluator confidently
+  assigns to a seen class, the fraction the solver labels the same way.
+  With `seen_class_fraction` it tells apart the two ways DGR's
+  solver-labelled accuracy falls: unrecognisable samples (a low fraction)
+  or wrong labels on recognisable ones (a low agreement);
 - `student_nll` (LT-GANs with a student): the student VAE's NLL estimate
   (reconstruction + KL, nats per image) on those test images.
 """
@@ -29,9 +34,15 @@ from keras_mergan.sampling import fixed_latents
 
 
 def class_distribution(
-    evaluator, images, seen_classes: Sequence[int], confidence: float = 0.9
+    evaluator,
+    images,
+    seen_classes: Sequence[int],
+    confidence: float = 0.9,
+    solver_labels: np.ndarray | None = None,
 ) -> dict:
-    """`generated_classes` and `seen_class_fraction` of `images` (see above).
+    """`generated_classes`, `seen_class_fraction` and, given the solver's
+    labels of `images`, `solver_agreement` (see above; left out when no
+    sample is confidently of a seen class).
 
     Example:
 
@@ -39,15 +50,19 @@ def class_distribution(
     """
     probabilities = evaluator.predict_proba(images)
     predicted = np.argmax(probabilities, axis=-1)
-    confident = np.max(probabilities, axis=-1) >= confidence
+    recognised = (np.max(probabilities, axis=-1) >= confidence) & np.isin(
+        predicted, list(seen_classes)
+    )
     counts = np.bincount(predicted, minlength=evaluator.num_classes) / len(predicted)
-    return {
+    distribution = {
         "generated_classes": {str(c): float(f) for c, f in enumerate(counts)},
-        "seen_class_fraction": float(
-            np.mean(confident & np.isin(predicted, list(seen_classes)))
-        ),
+        "seen_class_fraction": float(np.mean(recognised)),
         "confidence": float(confidence),
     }
+    if solver_labels is not None and recognised.any():
+        agrees = np.asarray(solver_labels)[recognised] == predicted[recognised]
+        distribution["solver_agreement"] = float(np.mean(agrees))
+    return distribution
 
 
 def task_report(
@@ -70,7 +85,12 @@ def task_report(
     if evaluator is not None:
         z = fixed_latents(samples, gan.latent_dim, seed)
         generated = gan.generate_unconditional(z)
-        report.update(class_distribution(evaluator, generated, seen_classes))
+        solver_labels = gan.classify(generated) if hasattr(gan, "classify") else None
+        report.update(
+            class_distribution(
+                evaluator, generated, seen_classes, solver_labels=solver_labels
+            )
+        )
         if len(seen) >= 2:
             report["fid"] = feature_distance(
                 evaluator.features(generated), evaluator.features(real)

@@ -67,6 +67,12 @@ def test_unconditional_runs_report_their_replay_scores(table1, tmp_path):
         metrics = {"task": task, "seconds": 3.0, "losses": {}, **scores}
         metrics["generated_classes"] = {"0": 0.25, "1": 0.5 / task}
         (folder / "metrics.json").write_text(table1.json.dumps(metrics))
+    dgr_scores = {"seen_class_fraction": 0.7, "fid": 20.0}
+    dgr_scores.update(solver_accuracy=0.95, solver_agreement=0.99)
+    folder = table1.run_dir(args, "dgr") / "task_01"
+    folder.mkdir(parents=True)
+    metrics = {"task": 1, "seconds": 3.0, "losses": {}, **dgr_scores}
+    (folder / "metrics.json").write_text(table1.json.dumps(metrics))
 
     row = table1.collect(args, "ltgan")
     text = table1.markdown(args, [row, table1.collect(args, "dgr")])
@@ -74,7 +80,8 @@ def test_unconditional_runs_report_their_replay_scores(table1, tmp_path):
     assert row["tasks_completed"] == 2 and row["accuracy_per_task"] == {}
     assert row["replay_report"][2] == scores
     assert "| ltgan | - | - | - | - | 2 | 6 |" in text
-    assert "| ltgan | 2 | 50.00 | 12.25 | - | 80.00 |" in text
+    assert "| ltgan | 2 | 50.00 | 12.25 | - | - | 80.00 |" in text
+    assert "| dgr | 1 | 70.00 | 20.00 | 95.00 | 99.00 | - |" in text
     assert "| ltgan | 2 | 25.00 | 25.00 |" in text
     assert "Mean accuracy" not in text and "per class after" not in text
 

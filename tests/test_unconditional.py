@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_mergan.unconditional import task_report
+from keras_mergan.unconditional import class_distribution, task_report
 
 
 class _FixedSamples:
@@ -36,9 +36,12 @@ def test_report_scores_samples_against_the_seen_classes(digits, untrained_evalua
 def test_seen_classes_without_test_images_leave_those_scores_out(
     digits, untrained_evaluator
 ):
+    classified = []
+
     class Scholar(_FixedSamples):
         def classify(self, images):
-            raise AssertionError("no test image of the seen classes to classify")
+            classified.append(len(images))
+            return np.zeros(len(images), "int64")
 
     others = digits.y_test != 0
     report = task_report(
@@ -51,3 +54,47 @@ def test_seen_classes_without_test_images_leave_those_scores_out(
     )
     assert 0.0 <= report["seen_class_fraction"] <= 1.0
     assert not {"fid", "solver_accuracy"} & set(report)
+    # The solver labelled the 10 samples only, no test image.
+    assert classified == [10]
+
+
+class _FixedProbabilities:
+    """An evaluator stand-in whose class probabilities are given."""
+
+    num_classes = 10
+
+    def __init__(self, probabilities):
+        self.probabilities = np.asarray(probabilities, "float32")
+
+    def predict_proba(self, images):
+        return self.probabilities
+
+
+def _one_hot(label, probability):
+    row = np.full(10, (1 - probability) / 9)
+    row[label] = probability
+    return row
+
+
+def test_solver_agreement_counts_only_recognised_samples_of_seen_classes():
+    evaluator = _FixedProbabilities(
+        [
+            _one_hot(0, 0.99),  # recognised 0, the solver agrees
+            _one_hot(1, 0.95),  # recognised 1, the solver says 0
+            _one_hot(5, 0.99),  # an unseen class: not counted
+            _one_hot(1, 0.5),  # unrecognisable: not counted
+        ]
+    )
+    images = np.zeros((4, 32, 32, 1), "float32")
+    report = class_distribution(
+        evaluator, images, [0, 1], solver_labels=np.array([0, 0, 5, 1])
+    )
+    assert report["seen_class_fraction"] == 0.5
+    assert report["solver_agreement"] == 0.5
+
+    unrecognisable = _FixedProbabilities([_one_hot(1, 0.5)] * 4)
+    report = class_distribution(
+        unrecognisable, images, [0, 1], solver_labels=np.zeros(4, "int64")
+    )
+    assert "solver_agreement" not in report
+    assert "solver_agreement" not in class_distribution(evaluator, images, [0, 1])
