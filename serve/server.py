@@ -1,40 +1,31 @@
-# Over 400 lines on purpose: one concept, starting the hardened server. The
-# connection deadlines, the socket binding and the command line that sets
-# them share ServerLimits and are tested together (tests/test_serve_*);
-# splitting the argument parser off would split `main` from its options.
 """Run the HTTP server: uvicorn with the httptools parser, hardened.
 
 ``python -m keras_mergan.serve EXPORT_DIR [--host H] [--port P] [...]`` (:func:`main`).
 uvicorn parses HTTP and enforces keep-alive timeouts and a connection
-limit; on top of it :class:`HardenedHttpToolsProtocol` closes connections
-whose request headers do not arrive within ``header_timeout`` (slowloris)
-or whose request is not answered within ``request_timeout`` (a body sent,
-or a response read, too slowly), and refuses request headers over
-``max_header_bytes``. No ``Server`` header is sent.
+limit; :mod:`.connections` adds deadlines on request headers
+(``header_timeout``, against slowloris) and on whole requests
+(``request_timeout``: a body sent, or a response read, too slowly), and
+refuses request headers over ``max_header_bytes``. No ``Server`` header is sent.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import ipaddress
-import json
 import logging
 import math
 import re
 import socket
 import sys
 import threading
-from dataclasses import dataclass
-from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .app import MAX_BODY, MODEL_NAME, AppSettings, create_app
 from .batching import MAX_BATCH, MAX_WAIT
+from .connections import GuardedServer, ServerLimits
 from .sampler import MAX_SAMPLES as SAMPLER_MAX_SAMPLES
 from .sampler import ExportDirectory
 from .service import MAX_GRID, MAX_SAMPLES, MEMORY_BUDGET
@@ -42,159 +33,7 @@ from .service import MAX_GRID, MAX_SAMPLES, MEMORY_BUDGET
 log = logging.getLogger("keras_mergan.serve")
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    """Connection-level limits of the server (seconds, connections, bytes).
-
-    Example:
-
-    >>> ServerLimits(header_timeout=2).request_timeout
-    60.0
-    """
-
-    header_timeout: float = 10.0
-    request_timeout: float = 60.0
-    keep_alive: float = 5.0
-    limit_concurrency: int = 256
-    max_header_bytes: int = 64 * 2**10
-
-
-class _HeaderTooLarge(Exception):
-    pass
-
-
-class HardenedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with header/request deadlines and a header cap.
-
-    Every moment of a connection is covered by one deadline: uvicorn's
-    keep-alive timeout while idle between requests, ``header_timeout`` from
-    the first byte of a request (or the connection's opening) until its
-    headers are complete, then ``request_timeout`` until its response is
-    sent. A deadline that passes aborts the connection. Use
-    :func:`hardened_protocol` to bind limits.
-
-    Example:
-
-    >>> # uvicorn.Config(app, http=hardened_protocol(ServerLimits()))
-    """
-
-    limits = ServerLimits()
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._header_timer: asyncio.TimerHandle | None = None
-        self._request_timer: asyncio.TimerHandle | None = None
-        self._header_bytes = 0
-        self._too_large = False
-
-    def _arm(self, seconds: float) -> asyncio.TimerHandle:
-        return self.loop.call_later(seconds, self._expire)
-
-    def _expire(self) -> None:
-        self._header_timer = self._request_timer = None
-        if not self.transport.is_closing():
-            log.debug("closing a connection that passed its deadline")
-            # abort, not close: close would wait for a client that does not
-            # read to take the buffered response.
-            self.transport.abort()
-
-    @staticmethod
-    def _cancel(timer: asyncio.TimerHandle | None) -> None:
-        if timer is not None:
-            timer.cancel()
-
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        super().connection_made(transport)
-        self._header_timer = self._arm(self.limits.header_timeout)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel(self._header_timer)
-        self._cancel(self._request_timer)
-        self._header_timer = self._request_timer = None
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if (
-            self._header_timer is None
-            and self._request_timer is None
-            and self.timeout_keep_alive_task is None
-            and not self.transport.is_closing()
-        ):
-            # Bytes that start no request (blank lines) cancelled the
-            # keep-alive timeout: they must not hold the connection forever.
-            self._header_timer = self._arm(self.limits.header_timeout)
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._header_bytes = 0
-        if self._header_timer is None:
-            self._header_timer = self._arm(self.limits.header_timeout)
-
-    def _count(self, nbytes: int) -> None:
-        self._header_bytes += nbytes
-        if self._header_bytes > self.limits.max_header_bytes:
-            self._too_large = True
-            raise _HeaderTooLarge  # httptools reports it as a parser error
-
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        self._cancel(self._header_timer)
-        self._header_timer = None
-        if self._request_timer is None:
-            self._request_timer = self._arm(self.limits.request_timeout)
-        super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        pipelined = bool(self.pipeline)
-        self._cancel(self._request_timer)
-        self._request_timer = None
-        super().on_response_complete()
-        if pipelined and not self.transport.is_closing():
-            self._request_timer = self._arm(self.limits.request_timeout)
-
-    def send_400_response(self, msg: str) -> None:
-        """Unparseable requests get JSON like every other error, then a close."""
-        status = 431 if self._too_large else 400
-        message = (
-            f"request headers over {self.limits.max_header_bytes} bytes"
-            if self._too_large
-            else "malformed HTTP request"
-        )
-        body = json.dumps(
-            {"error": {"status": status, "code": "http", "message": message}}
-        ).encode()
-        content = [STATUS_LINE[status]]
-        for name, value in self.server_state.default_headers:
-            content.extend([name, b": ", value, b"\r\n"])
-        content.extend(
-            [
-                b"content-type: application/json\r\n",
-                b"content-length: " + str(len(body)).encode() + b"\r\n",
-                b"connection: close\r\n\r\n",
-                body,
-            ]
-        )
-        self.transport.write(b"".join(content))
-        self.transport.close()
-
-
-def hardened_protocol(limits: ServerLimits) -> type[HardenedHttpToolsProtocol]:
-    """A :class:`HardenedHttpToolsProtocol` bound to ``limits``."""
-    return type(
-        "BoundHardenedHttpToolsProtocol",
-        (HardenedHttpToolsProtocol,),
-        {"limits": limits},
-    )
+DEFAULT_LIMITS = ServerLimits()
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -216,7 +55,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def make_server(
-    app: FastAPI, limits: ServerLimits = ServerLimits(), *, access_log: bool = False
+    app: FastAPI, limits: ServerLimits = DEFAULT_LIMITS, *, access_log: bool = False
 ) -> uvicorn.Server:
     """A uvicorn server for ``app``; run it with ``server.run(sockets=[bind(...)])``.
 
@@ -224,19 +63,7 @@ def make_server(
 
     >>> # make_server(create_app("runs/x/export")).run(sockets=[bind("::1", 0)])
     """
-    config = uvicorn.Config(
-        app,
-        http=hardened_protocol(limits),
-        loop="asyncio",
-        lifespan="on",
-        timeout_keep_alive=limits.keep_alive,
-        limit_concurrency=limits.limit_concurrency,
-        server_header=False,
-        proxy_headers=False,
-        access_log=access_log,
-        log_level="info" if access_log else "warning",
-    )
-    return uvicorn.Server(config)
+    return GuardedServer(app, limits, access_log=access_log)
 
 
 class RunningServer:
@@ -286,7 +113,7 @@ def start_in_thread(
     app: FastAPI,
     host: str = "127.0.0.1",
     port: int = 0,
-    limits: ServerLimits = ServerLimits(),
+    limits: ServerLimits = DEFAULT_LIMITS,
 ) -> RunningServer:
     """Serve ``app`` from a daemon thread; returns once it accepts connections."""
     return RunningServer(make_server(app, limits), bind(host, port)).start()
@@ -418,7 +245,7 @@ def build_parser(prog: str = "python -m keras_mergan.serve") -> argparse.Argumen
         default=MAX_BODY // 2**10,
         help=f"request body limit in KiB (default {MAX_BODY // 2**10})",
     )
-    defaults = ServerLimits()
+    defaults = DEFAULT_LIMITS
     parser.add_argument(
         "--limit-concurrency",
         type=_positive(int),
