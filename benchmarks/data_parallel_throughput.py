@@ -8,7 +8,7 @@ Usage::
 The DCGAN-32 conditional WGAN-GP of `benchmarks/train_throughput.py` (width
 32, 10 classes, 32x32x1, one iteration = 5 critic + 1 generator step at a
 global batch of 64) is timed once on one device and once inside
-`keras_mergan.distribution.data_parallel(N)`, for each backend. Each case
+`keras_mergan.backend.distribution.data_parallel(N)`, for each backend. Each case
 runs in its own process: without a GPU, the CPU is split into N virtual
 devices (TensorFlow logical devices, JAX's
 `--xla_force_host_platform_device_count`), which must be configured before
@@ -39,7 +39,7 @@ TARGET_RATIO = 0.8  # data-parallel it/s over single-device it/s
 def worker(devices: int, iters: int, warmup: int, repeats: int) -> dict:
     """Times the DCGAN-32 step in this process, inside `data_parallel(devices)`."""
     from benchmarks.train_throughput import worker as time_training
-    from keras_mergan.distribution import data_parallel, training_devices
+    from keras_mergan.backend.distribution import data_parallel, training_devices
 
     with data_parallel(devices):
         result = time_training("dcgan32", "auto", iters, warmup, repeats)

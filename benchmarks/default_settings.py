@@ -127,13 +127,13 @@ def train(args, case: str, method: str, dataset: str, out: Path) -> None:
 def collect(case: str, method: str, out: Path) -> dict:
     tasks = [read_task_metrics(out, n) for n in finished_tasks(out)]
     info = read_run_info(out)
-    names = info["class_names"]
+    names = info.class_names
     return {
         "case": case,
         "method": method,
-        "dataset": info["config"]["dataset"],
+        "dataset": info.config["dataset"],
         "tasks": CASES[case][1],
-        "preset": info["config"]["preset"],
+        "preset": info.config["preset"],
         "run_dir": str(out),
         "mean_accuracy": [100 * t["mean_accuracy"] for t in tasks],
         "accuracy_last": {
@@ -146,7 +146,7 @@ def collect(case: str, method: str, out: Path) -> dict:
 def real_accuracy(dataset: str, classes: list[str]) -> dict:
     """The evaluator's accuracy (%) on the real test images of `classes`."""
     from keras_mergan.data import load_dataset
-    from keras_mergan.evaluator import Evaluator
+    from keras_mergan.evaluation.evaluator import Evaluator
 
     data = load_dataset(dataset)
     predicted = Evaluator.for_dataset(data).predict(data.x_test)

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from keras_mergan.run_folder import (
+    CHECKPOINT_FOLDER,
     finished_tasks,
     load_task_model,
     sha256_file,
@@ -74,7 +75,7 @@ def finished_task_hashes(run_dir: Path) -> dict[str, str]:
 
 
 def checkpoint_position(run_dir: Path) -> str | None:
-    manifest = run_dir / "resume" / "checkpoint.json"
+    manifest = run_dir / CHECKPOINT_FOLDER / "checkpoint.json"
     if not manifest.exists():
         return None
     data = json.loads(manifest.read_text())
@@ -176,7 +177,7 @@ def main() -> int:
             "all_tasks_completed": len(resumed_files) == len(reference_files)
             and num_tasks == len({n.split("/")[0] for n in resumed_files}),
             "same_files_as_uninterrupted": resumed_files == reference_files,
-            "leftover_checkpoint": (resumed / "resume").exists(),
+            "leftover_checkpoint": (resumed / CHECKPOINT_FOLDER).exists(),
             "final_generator_max_abs_difference": final_weight_difference(
                 reference, resumed, num_tasks
             ),

@@ -476,7 +476,9 @@ def build_and_export(
     num_tasks: int, backend: str, work: Path
 ) -> tuple[Path, Path, float]:
     from keras_mergan.export import export_run
-    from keras_mergan.export.synthetic import cached_run
+    # The synthetic run builder is a test helper, not part of the package.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from synthetic_run import cached_run
 
     print(f"building a synthetic {num_tasks}-task run under {backend} ...", flush=True)
     run_dir = cached_run(work / "runs", backend, num_tasks=num_tasks)

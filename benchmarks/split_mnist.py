@@ -235,9 +235,9 @@ def main(argv=None) -> int:
     os.environ["KERAS_BACKEND"] = args.backend
     import keras
 
-    from keras_mergan.classifier_tasks import METHODS, Protocol, run_method
     from keras_mergan.data import load_dataset
-    from keras_mergan.evaluator import Evaluator
+    from keras_mergan.evaluation.classifier_tasks import METHODS, Protocol, run_method
+    from keras_mergan.evaluation.evaluator import Evaluator
     from keras_mergan.sampling import grid_image, to_uint8
 
     methods = args.methods.split(",") if args.methods else list(METHODS)

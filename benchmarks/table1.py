@@ -30,8 +30,8 @@ a method that did not reach task 5 or 10 shows "-" there.
 
 Each run also reports its task-by-class accuracy matrix and what follows
 from it (average incremental accuracy, per-class forgetting, backward
-transfer; ``keras_mergan.continual``) and the replay health of replay
-methods (``keras_mergan.replay_health``). ``--seeds`` trains every variant
+transfer; ``keras_mergan.evaluation.continual``) and the replay health of replay
+methods (``keras_mergan.evaluation.replay_health``). ``--seeds`` trains every variant
 once per seed; ``--class-orders K`` trains each seed on K random orders of
 ``--tasks``' classes (order k shuffled by numpy's generator of seed k), in
 folders ``<variant>_seed<s>_order<k>`` (seed 0 in the given order keeps
@@ -48,7 +48,7 @@ a seen class, the evaluator-feature FID against the seen classes' test
 images, DGR's solver accuracy, how often DGR's solver labels the samples the
 evaluator recognises as the evaluator does, and the LT-GAN student's NLL.
 
-The ``-short`` variants use the ``fast`` preset (``keras_mergan.presets``):
+The ``-short`` variants use the ``fast`` preset (``keras_mergan.run.presets``):
 settings meant for budgets far below the paper's, reported beside them: a
 linear learning-rate warm-up over each task's first 100 iterations (a fresh
 Adam's first steps are where a short task forgets most), RA's alignment
@@ -71,7 +71,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_mergan.continual import AccuracyMatrix, summarize
+from keras_mergan.evaluation.continual import AccuracyMatrix, summarize
 from keras_mergan.run_folder import finished_tasks, read_run_info, read_task_metrics
 
 HERE = Path(__file__).resolve().parent
@@ -109,7 +109,7 @@ PAPER = {
 }
 
 # Scores of the unconditional replay methods' task reports
-# (keras_mergan.unconditional), reported beside the accuracy table: LT-GANs
+# (keras_mergan.evaluation.unconditional), reported beside the accuracy table: LT-GANs
 # cannot be asked for a class, so they have no generated-image accuracy.
 REPLAY_REPORT = {
     "seen_class_fraction": "seen-class samples (%)",
@@ -359,7 +359,7 @@ def collect(args, variant: str, seed: int = 0, order: int = 0) -> dict:
         row[f"after_{task}"] = row["accuracy_per_task"].get(task)
     if scored:
         info = read_run_info(out)
-        matrix = AccuracyMatrix.from_rows(list(scored.values()), info["class_names"])
+        matrix = AccuracyMatrix.from_rows(list(scored.values()), info.class_names)
         row["accuracy_matrix"] = matrix.to_dict()
         row["continual"] = summarize(matrix)
     return row

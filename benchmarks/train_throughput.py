@@ -29,7 +29,7 @@ run (``auto`` alone by default). An implementation that resolves to one
 already measured for that backend is skipped.
 
 ``--precisions`` (default ``float32,bfloat16``) builds the networks inside
-``keras_mergan.precision.precision_scope``: ``bfloat16`` is Keras'
+``keras_mergan.backend.precision.precision_scope``: ``bfloat16`` is Keras'
 ``mixed_bfloat16`` policy with the package's float32 heads, batch-norm
 statistics and losses. "x float32" is a row's speed over the float32 row of
 the same backend and implementation, measured in the same run.
@@ -210,8 +210,8 @@ def worker(
     import numpy as np
 
     from keras_mergan.backend import training_backend
+    from keras_mergan.backend.precision import precision_scope
     from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
-    from keras_mergan.precision import precision_scope
 
     backend = keras.config.backend()
     resolved = implementation

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from keras_mergan.run_folder import EXPORT_FOLDER
+
 from .core import export_run
 from .errors import ExportError
 from .manifest import MANIFEST
@@ -119,7 +121,7 @@ def main(
         print(f"{path}  task {manifest['task']}  categories [{names}]{parity}")
     print(f"exported {len(paths)} task(s) in {time.perf_counter() - start:.1f}s")
     if args.triton is not None:
-        export_dir = args.out if args.out is not None else args.run_dir / "export"
+        export_dir = args.out if args.out is not None else args.run_dir / EXPORT_FOLDER
         try:
             model = write_triton_repository(export_dir, args.triton, args.triton_name)
         except (ExportError, OSError) as error:

@@ -24,6 +24,7 @@ from pathlib import Path
 from keras_mergan.run_folder import (
     EXPORT_FOLDER,
     RunFolderError,
+    RunInfo,
     finished_tasks,
     model_path,
     read_run_info,
@@ -162,7 +163,7 @@ def _task_number(task) -> int:
     return number
 
 
-def _job(run_dir: Path, run: dict, task: int, out: Path) -> dict:
+def _job(run_dir: Path, run: RunInfo, task: int, out: Path) -> dict:
     task_classes, seen = seen_classes(run_dir, run, task)
     return {
         "task": task,

@@ -16,6 +16,7 @@ from pathlib import Path
 from keras_mergan.run_folder import EXPORT_MANIFEST as MANIFEST
 from keras_mergan.run_folder import (
     METRICS_FILE,
+    RunInfo,
     model_path,
     read_task_metrics,
     sha256_file,
@@ -30,7 +31,7 @@ FORMAT_VERSION = 1
 VALUE_RANGE = (-1.0, 1.0)
 
 
-def seen_classes(run_dir: Path, run: dict, task: int) -> tuple[list[int], list[int]]:
+def seen_classes(run_dir: Path, run: RunInfo, task: int) -> tuple[list[int], list[int]]:
     """(task classes, classes seen up to and including ``task``)."""
     metrics_path = task_dir(run_dir, task) / METRICS_FILE
     with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
@@ -40,7 +41,7 @@ def seen_classes(run_dir: Path, run: dict, task: int) -> tuple[list[int], list[i
                 [int(c) for c in metrics.get("task_classes", [])],
                 [int(c) for c in metrics["seen_classes"]],
             )
-    groups = run.get("tasks")
+    groups = run.tasks
     if not groups or task > len(groups):
         raise ExportError(
             f"cannot tell which classes task {task} has seen: no seen_classes in "
@@ -52,16 +53,17 @@ def seen_classes(run_dir: Path, run: dict, task: int) -> tuple[list[int], list[i
     return [int(c) for c in groups[task - 1]], seen
 
 
-def build_manifest(run_dir: Path, run: dict, task: int, message: dict) -> dict:
+def build_manifest(run_dir: Path, run: RunInfo, task: int, message: dict) -> dict:
     """The manifest of ``task``'s export, from the run and the worker's ``message``."""
     info = message["info"]
     task_classes, seen = seen_classes(run_dir, run, task)
-    names = [str(n) for n in run.get("class_names") or []]
+    names = [str(n) for n in run.class_names]
     latent_dim, image_shape = info["latent_dim"], info["image_shape"]
+    recorded = {"latent_dim": run.latent_dim, "image_shape": list(run.image_shape)}
     for key, value in (("latent_dim", latent_dim), ("image_shape", image_shape)):
-        if key in run and run[key] != value:
+        if recorded[key] != value:
             raise ExportError(
-                f"run.json says {key}={run[key]} but task {task}'s generator "
+                f"run.json says {key}={recorded[key]} but task {task}'s generator "
                 f"has {value}"
             )
     source = model_path(run_dir, task)
@@ -69,7 +71,7 @@ def build_manifest(run_dir: Path, run: dict, task: int, message: dict) -> dict:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "task": task,
-        "num_tasks": len(run["tasks"]) if run.get("tasks") else None,
+        "num_tasks": run.num_tasks,
         "task_classes": task_classes,
         "seen_classes": seen,
         "categories": [
@@ -89,13 +91,16 @@ def build_manifest(run_dir: Path, run: dict, task: int, message: dict) -> dict:
         "batch_independent": True,
         "folded_batch_norm_layers": info["folded_layers"],
         "trained_with": {
-            "backend": run.get("backend"),
-            "keras_version": run.get("keras_version"),
+            "backend": run.backend,
+            "keras_version": run.keras_version,
         },
         "exported_with": message.get("versions", {}),
         "run": {
-            key: run.get(key)
-            for key in ("method", "dataset", "seed", "iters_per_task", "batch_size")
+            "method": run.method,
+            "dataset": run.task_datasets[task - 1],
+            "seed": run.config.get("seed"),
+            "iters_per_task": run.iters_per_task,
+            "batch_size": run.config.get("batch_size"),
         },
         "source": {
             "path": str(source.relative_to(run_dir)),

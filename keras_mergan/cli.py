@@ -8,6 +8,9 @@ import sys
 import typing
 from pathlib import Path
 
+from keras_mergan import __version__
+from keras_mergan.run_folder import RUN_INFO
+
 BACKENDS = ("tensorflow", "jax", "torch")
 
 # Commands with a parser of their own: module holding `main(argv, prog)`, help.
@@ -32,6 +35,9 @@ DELEGATED = {
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keras-mergan", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"keras-mergan {__version__}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
@@ -45,6 +51,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         help="run folder; the same command resumes it (default: runs/METHOD-DATASET)",
+    )
+    train.add_argument(
+        "--add-tasks",
+        metavar="TASKS",
+        help="extend the run at --out with these tasks, from --dataset's data "
+        "alone ('/' separates tasks, ',' the categories of one: '2', 'bird', "
+        "'2/3'); the run's other settings are kept",
     )
     train.add_argument("--backend", choices=BACKENDS, help="default: $KERAS_BACKEND")
     train.add_argument(
@@ -154,8 +167,8 @@ def _add_run_config_options(parser: argparse.ArgumentParser) -> None:
     Defaults are left out of the parsed namespace, so that only the options
     given reach `RunConfig` and the rest come from the preset.
     """
-    from keras_mergan.config import RunConfig
-    from keras_mergan.presets import PRESETS
+    from keras_mergan.run.config import RunConfig
+    from keras_mergan.run.presets import PRESETS
 
     for option in dataclasses.fields(RunConfig):
         kind = next(t for t in typing.get_args(option.type) or (option.type,))
@@ -253,7 +266,7 @@ def main(argv=None) -> int:
             with_tensorflow=getattr(args, "tensorboard", None) is not None,
         )
         if config is not None:
-            from keras_mergan.training import train_run
+            from keras_mergan.run.training import train_run
 
             _show_replay_warnings_plainly()
             train_run(
@@ -275,7 +288,7 @@ def _show_replay_warnings_plainly() -> None:
     file that ran the callback."""
     import warnings
 
-    from keras_mergan.replay_health import ReplayHealthWarning
+    from keras_mergan.evaluation.replay_health import ReplayHealthWarning
 
     default = warnings.showwarning
 
@@ -311,16 +324,28 @@ def _start_backend(verbose: int, with_tensorflow: bool = False) -> None:
 
 
 def run_config(args: argparse.Namespace):
-    """The `RunConfig` of parsed `train` arguments (options given only)."""
-    from keras_mergan.config import RunConfig
+    """The `RunConfig` of parsed `train` arguments (options given only).
+
+    With `--out` at an existing run, the run's own settings fill in the
+    options not given, so that a longer `--tasks` (or `--add-tasks`)
+    extends it with nothing else repeated.
+    """
+    from keras_mergan.run.config import RunConfig
+    from keras_mergan.run.training import extension_config
 
     options = {f.name for f in dataclasses.fields(RunConfig)}
-    return RunConfig(**{k: v for k, v in vars(args).items() if k in options})
+    given = {k: v for k, v in vars(args).items() if k in options}
+    add_tasks = getattr(args, "add_tasks", None)
+    if args.out is not None and (args.out / RUN_INFO).is_file():
+        return extension_config(args.out, add_tasks, **given)
+    if add_tasks:
+        raise ValueError(f"--add-tasks needs --out at an existing run, not {args.out}")
+    return RunConfig(**given)
 
 
 def evaluate(args) -> dict:
-    from keras_mergan.evaluation import evaluate_run
-    from keras_mergan.result_tables import format_evaluation
+    from keras_mergan.evaluation.run_scores import evaluate_run
+    from keras_mergan.evaluation.tables import format_evaluation
 
     report = evaluate_run(
         args.run_dir,
@@ -342,7 +367,7 @@ def evaluate(args) -> dict:
 
 
 def plot(args) -> list[Path]:
-    from keras_mergan.plots import plot_run
+    from keras_mergan.evaluation.plots import plot_run
 
     paths = plot_run(
         args.run_dir,

@@ -7,7 +7,7 @@ Training writes one folder per run::
     RUN_DIR/task_01/grid.png      # its sample grid
     RUN_DIR/task_01/metrics.json  # written last: the task is finished
     RUN_DIR/task_02/...
-    RUN_DIR/resume/               # mid-task checkpoints (keras_mergan.resume)
+    RUN_DIR/resume/               # mid-task checkpoints (keras_mergan.run.resume)
     RUN_DIR/export/task_01/manifest.json  # an export (keras_mergan.export)
 
 This module is the only code that knows these names. It imports no ML
@@ -26,6 +26,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,6 +34,16 @@ RUN_INFO = "run.json"
 MODEL_FILE = "gan.keras"
 GRID_FILE = "grid.png"
 METRICS_FILE = "metrics.json"
+#: One row per finished task: losses, time, mean accuracy.
+METRICS_TABLE = "metrics.csv"
+#: Accuracy per seen class every `eval_every` iterations.
+ACCURACY_CURVE = "accuracy_curve.csv"
+#: Mid-task training states (`keras_mergan.run.resume`).
+CHECKPOINT_FOLDER = "resume"
+#: Written by `keras-mergan evaluate`.
+EVALUATION_FILE = "evaluation.json"
+PLOTS_FOLDER = "plots"
+TENSORBOARD_FOLDER = "tensorboard"
 EXPORT_FOLDER = "export"
 #: Written last into a task's export: the export is complete.
 EXPORT_MANIFEST = "manifest.json"
@@ -98,26 +109,129 @@ def model_path(run_dir: str | os.PathLike, number: int) -> Path:
     return task_dir(run_dir, number) / MODEL_FILE
 
 
-def read_run_info(run_dir: str | os.PathLike) -> dict:
-    """The run's `run.json`.
+@dataclass(frozen=True)
+class RunInfo:
+    """What `run.json` records: what a run trained, on what, and how.
 
-    Raises:
-        RunFolderError: it is missing, not JSON, or not a JSON object.
+    `config` is the resolved `RunConfig` (`RunConfig.to_dict()`); the other
+    fields are what the run found: the data's categories and image shape,
+    the task layout, the engine, and the model's own configuration. Settings
+    live in `config` alone; the properties below read the ones that other
+    tools (export, plots) need.
 
     Example:
 
-    >>> # read_run_info("runs/sft")["class_names"]  ->  ['0', '1', ...]
+    >>> info = RunInfo(method="sft", dataset="digits", class_names=["0", "1"],
+    ...                tasks=[[0], [1]], latent_dim=128, image_shape=[32, 32, 1])
+    >>> RunInfo.from_dict(info.to_dict()) == info
+    True
+    >>> info.seen_classes(2)
+    [0, 1]
     """
-    path = Path(run_dir) / RUN_INFO
-    try:
-        info = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RunFolderError(f"{path} not found: is {run_dir} a run folder?") from None
-    except json.JSONDecodeError as error:
-        raise RunFolderError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(info, dict):
-        raise RunFolderError(f"{path} must hold a JSON object")
-    return info
+
+    method: str
+    dataset: str
+    class_names: list[str]
+    tasks: list[list[int]]
+    latent_dim: int
+    image_shape: list[int]
+    #: The tasks as trained: cumulative for joint training.
+    training_tasks: list[list[int]] = field(default_factory=list)
+    #: The dataset each task's data came from (a run extended with new data).
+    task_datasets: list[str] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    precision: str = "float32"
+    backend: str = ""
+    keras_version: str = ""
+    devices: list[str] = field(default_factory=list)
+    model_config: dict = field(default_factory=dict)
+    #: The evaluator file the run was scored with ("" if none).
+    evaluator: str = ""
+
+    def __post_init__(self):
+        if not self.training_tasks:
+            object.__setattr__(self, "training_tasks", self.tasks)
+        if not self.task_datasets:
+            object.__setattr__(self, "task_datasets", [self.dataset] * len(self.tasks))
+
+    @property
+    def iters_per_task(self) -> int | None:
+        """Iterations per task, from the config."""
+        return self.config.get("iters_per_task")
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+    def seen_classes(self, number: int) -> list[int]:
+        """Every class of tasks 1..`number` (1-based), in order of arrival."""
+        return [c for task in self.tasks[:number] for c in task]
+
+    def to_dict(self) -> dict:
+        """The JSON-able `run.json` content."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunInfo:
+        """A record from `run.json`'s content.
+
+        Keys of older run folders that the config now holds (they repeated
+        its settings at the top level) are ignored; a setting no config
+        recorded is taken from them.
+        """
+        known = {f.name for f in fields(cls)}
+        missing = {"method", "dataset", "class_names", "tasks"} - set(values)
+        if missing:
+            raise RunFolderError(f"run.json lacks {', '.join(sorted(missing))}")
+        config = dict(values.get("config") or {})
+        for name in ("iters_per_task", "batch_size", "seed"):
+            if name in values:
+                config.setdefault(name, values[name])
+        given = {k: v for k, v in values.items() if k in known}
+        given["config"] = config
+        given.setdefault("latent_dim", config.get("latent_dim", 128))
+        given.setdefault("image_shape", [32, 32, 1])
+        return cls(**given)
+
+    @classmethod
+    def read(cls, run_dir: str | os.PathLike) -> RunInfo:
+        """The record of the run in `run_dir`.
+
+        Raises:
+            RunFolderError: `run.json` is missing, not JSON, or not a record.
+        """
+        path = Path(run_dir) / RUN_INFO
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise RunFolderError(
+                f"{path} not found: is {run_dir} a run folder?"
+            ) from None
+        except json.JSONDecodeError as error:
+            raise RunFolderError(f"{path} is not valid JSON: {error}") from None
+        if not isinstance(values, dict):
+            raise RunFolderError(f"{path} must hold a JSON object")
+        try:
+            return cls.from_dict(values)
+        except TypeError as error:
+            raise RunFolderError(f"{path} is not a run record: {error}") from None
+
+    def write(self, run_dir: str | os.PathLike) -> Path:
+        """Writes `run.json` into `run_dir` atomically."""
+        return write_json(Path(run_dir) / RUN_INFO, self.to_dict())
+
+
+def read_run_info(run_dir: str | os.PathLike) -> RunInfo:
+    """The run's `run.json` as a `RunInfo` (`RunInfo.read`).
+
+    Raises:
+        RunFolderError: it is missing, not JSON, or not a run record.
+
+    Example:
+
+    >>> # read_run_info("runs/sft").class_names  ->  ['0', '1', ...]
+    """
+    return RunInfo.read(run_dir)
 
 
 def finished_tasks(run_dir: str | os.PathLike) -> list[int]:
@@ -187,8 +301,9 @@ def task_accuracy(run_dir: str | os.PathLike, number: int) -> dict | None:
 def load_task_model(run_dir: str | os.PathLike, number: int, **options: Any):
     """The model saved at the end of task `number` (`keras.saving.load_model`).
 
-    `options` go to `keras.saving.load_model`. Keras and the model classes
-    are imported here, not with the module.
+    `options` go to `keras.saving.load_model`. Keras is imported here, not
+    with the module; importing it registers the package's model classes
+    (`keras_mergan/__init__.py`).
 
     Example:
 
@@ -196,9 +311,6 @@ def load_task_model(run_dir: str | os.PathLike, number: int, **options: Any):
     """
     import keras
 
-    from keras_mergan.methods import register_all
-
-    register_all()
     return keras.saving.load_model(model_path(run_dir, number), **options)
 
 

@@ -4,10 +4,11 @@ import pytest
 from helpers import TINY_RUN_SAMPLES, TINY_RUN_STEPS, TINY_RUN_TASKS, tiny_gan
 
 from keras_mergan.data import ImageDataset, load_dataset
-from keras_mergan.evaluator import Evaluator, build_classifier
-from keras_mergan.resume import fit_tasks
-from keras_mergan.run import RunRecorder
-from keras_mergan.tasks import TaskStream
+from keras_mergan.data.tasks import TaskStream
+from keras_mergan.evaluation.evaluator import Evaluator, build_classifier
+from keras_mergan.run.recorder import RunRecorder
+from keras_mergan.run.resume import fit_tasks
+from keras_mergan.run_folder import RunInfo
 
 
 @pytest.fixture
@@ -46,15 +47,15 @@ def tiny_run(tmp_path_factory, digits, untrained_evaluator) -> Path:
         batch_size=4,
         n_critic=1,
     )
-    info = {
-        "method": "sft",
-        "dataset": "digits",
-        "class_names": list(digits.class_names),
-        "tasks": TINY_RUN_TASKS,
-        "latent_dim": gan.latent_dim,
-        "image_shape": list(digits.image_shape),
-        "iters_per_task": TINY_RUN_STEPS,
-    }
+    info = RunInfo(
+        method="sft",
+        dataset="digits",
+        class_names=list(digits.class_names),
+        tasks=TINY_RUN_TASKS,
+        latent_dim=gan.latent_dim,
+        image_shape=list(digits.image_shape),
+        config={"iters_per_task": TINY_RUN_STEPS},
+    )
     recorder = RunRecorder(
         run_dir,
         stream,
@@ -70,7 +71,7 @@ def tiny_run(tmp_path_factory, digits, untrained_evaluator) -> Path:
 
 @pytest.fixture(scope="session")
 def run_cache(request, tmp_path_factory) -> Path:
-    """Where synthetic runs (`keras_mergan.export.synthetic.cached_run`) are kept.
+    """Where synthetic runs (`synthetic_run.cached_run`) are kept.
 
     Shared by the export and serving tests, so a run trained for one is
     reused by the other; kept across sessions in pytest's cache when it is on.

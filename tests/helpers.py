@@ -12,9 +12,9 @@ import pytest
 from keras import ops
 from PIL import Image
 
+from keras_mergan.data.tasks import TaskSequence, TaskStream
 from keras_mergan.methods import ConditionalWGANGP
 from keras_mergan.models import build_dcgan_critic, build_dcgan_generator
-from keras_mergan.tasks import TaskSequence, TaskStream
 
 # The tiny run: digits 0 then 1, this many iterations per task, scored on
 # this many generated images per class.

@@ -11,6 +11,7 @@ import pytest
 from helpers import load_benchmark
 
 from keras_mergan.data import load_dataset
+from keras_mergan.run_folder import RunInfo
 
 pytestmark = pytest.mark.backend_independent
 
@@ -65,14 +66,15 @@ def test_fashion_mnist_becomes_a_keras_layout_npz_once(
 def test_report_lists_each_run_after_each_task(default_settings, tmp_path):
     run = tmp_path / "fashion-500" / "ra"
     run.mkdir(parents=True)
-    (run / "run.json").write_text(
-        json.dumps(
-            {
-                "config": {"dataset": "fashion.npz", "preset": "short"},
-                "class_names": ["tshirt", "trouser", "pullover"],
-            }
-        )
-    )
+    RunInfo(
+        method="ra",
+        dataset="fashion.npz",
+        class_names=["tshirt", "trouser", "pullover"],
+        tasks=[[0], [1]],
+        latent_dim=128,
+        image_shape=[32, 32, 1],
+        config={"dataset": "fashion.npz", "preset": "short"},
+    ).write(run)
     for task, accuracy in ((1, {"0": 0.9}), (2, {"0": 0.8, "1": 0.6})):
         folder = run / f"task_{task:02d}"
         folder.mkdir()

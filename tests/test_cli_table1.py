@@ -5,6 +5,8 @@ import json
 import pytest
 from helpers import load_benchmark, write_svhn_files
 
+from keras_mergan.run_folder import RunInfo
+
 pytestmark = pytest.mark.backend_independent
 
 
@@ -103,7 +105,14 @@ def test_seeds_and_class_orders_name_their_runs(table1, tmp_path):
 
 def _write_run(folder, rows, class_names):
     folder.mkdir(parents=True)
-    (folder / "run.json").write_text(json.dumps({"class_names": class_names}))
+    RunInfo(
+        method="jtr",
+        dataset="digits",
+        class_names=class_names,
+        tasks=[[c] for c in range(len(rows))],
+        latent_dim=128,
+        image_shape=[32, 32, 1],
+    ).write(folder)
     for number, accuracy in enumerate(rows, start=1):
         task = folder / f"task_{number:02d}"
         task.mkdir()

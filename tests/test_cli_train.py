@@ -86,7 +86,8 @@ def test_resnet_trains_on_an_image_folder_streamed_from_disk(tmp_path):
     ]
     assert cli.main(command) == 0
     info = run_info(out)
-    assert info["architecture"] == "resnet" and info["width"] == 4
+    assert info["config"]["architecture"] == "resnet"
+    assert info["config"]["width"] == 4
     assert info["image_shape"] == [16, 16, 3]
     gan = keras.saving.load_model(out / "task_01" / "gan.keras")
     assert gan.generator.get_layer("generator_block1_conv1").filters == 4
@@ -159,7 +160,8 @@ def test_short_budget_options_reach_the_model_and_its_optimizers(tmp_path):
     assert cli.main(command) == 0
     info = run_info(out)
     assert info["model_config"]["replay_scaling"] == "mean"
-    assert (info["learning_rate"], info["warmup_iterations"]) == (2e-4, 10)
+    config = info["config"]
+    assert (config["learning_rate"], config["warmup_iterations"]) == (2e-4, 10)
     gan = keras.saving.load_model(out / "task_01" / "gan.keras")
     # one iteration into the warm-up: a tenth of the generator's rate, and
     # the critic's warm-up counts its n_critic updates per iteration

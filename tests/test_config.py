@@ -11,10 +11,10 @@ from helpers import TINY_CLI_RUN, wiring_test
 from PIL import Image
 
 from keras_mergan import cli
-from keras_mergan.config import RunConfig
 from keras_mergan.methods import METHODS
-from keras_mergan.presets import PRESETS
-from keras_mergan.training import train_run
+from keras_mergan.run.config import RunConfig
+from keras_mergan.run.presets import PRESETS
+from keras_mergan.run.training import train_run
 
 
 def test_presets_fill_unset_fields_and_explicit_values_win():

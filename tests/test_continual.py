@@ -1,9 +1,9 @@
-"""Tests of keras_mergan.continual: the accuracy matrix and its summaries."""
+"""Tests of keras_mergan.evaluation.continual: the accuracy matrix and its summaries."""
 
 import numpy as np
 import pytest
 
-from keras_mergan.continual import (
+from keras_mergan.evaluation.continual import (
     AccuracyMatrix,
     average_accuracy,
     average_incremental_accuracy,

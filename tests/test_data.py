@@ -15,7 +15,7 @@ from keras_mergan.data import (
     resolve_categories,
 )
 from keras_mergan.data.resize import resize_batch
-from keras_mergan.tasks import TaskStream
+from keras_mergan.data.tasks import TaskStream
 
 
 def test_builtin_digits(digits):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from test_methods import CASES
 
-from keras_mergan.distribution import data_parallel
+from keras_mergan.backend.distribution import data_parallel
 
 TESTS = Path(__file__).resolve().parent
 
@@ -26,9 +26,9 @@ import keras, numpy as np
 sys.path.insert(0, {tests!r})
 from helpers import random_images, tiny_gan
 from test_methods import method_options
-from keras_mergan.distribution import data_parallel
+from keras_mergan.backend.distribution import data_parallel
 from keras_mergan.methods import METHODS
-from keras_mergan.tasks import TaskSequence, TaskStream
+from keras_mergan.data.tasks import TaskSequence, TaskStream
 
 # The second task replays (mixes, aligns, anchors) in every method.
 TASKS = [[0, 1], [2]]

@@ -1,4 +1,4 @@
-"""Tests of keras_mergan.evaluation, the accuracy curve of RunRecorder and the CLI.
+"""Tests of run scoring (evaluation.run_scores), the accuracy curve and the CLI.
 
 They read the tiny run of conftest (`tiny_run`): scores that are meaningless
 but fully determined, which is what these tests need.
@@ -13,11 +13,13 @@ import pytest
 from helpers import TINY_RUN_SAMPLES, TINY_RUN_STEPS, TINY_RUN_TASKS, tiny_gan
 
 from keras_mergan import cli
-from keras_mergan.evaluation import evaluate_run, reverse_accuracy
-from keras_mergan.evaluator import Evaluator
-from keras_mergan.result_tables import format_accuracy_table, format_evaluation
-from keras_mergan.run import ACCURACY_CURVE, RunRecorder, read_accuracy_curve
-from keras_mergan.tasks import TaskStream
+from keras_mergan.data.tasks import TaskStream
+from keras_mergan.evaluation.accuracy import read_accuracy_curve
+from keras_mergan.evaluation.evaluator import Evaluator
+from keras_mergan.evaluation.run_scores import evaluate_run, reverse_accuracy
+from keras_mergan.evaluation.tables import format_accuracy_table, format_evaluation
+from keras_mergan.run.recorder import RunRecorder
+from keras_mergan.run_folder import ACCURACY_CURVE, RunInfo
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,7 @@ def test_curve_falls_back_to_task_ends(run_dir, tmp_path):
 
 def test_resumed_recorder_drops_rows_past_the_resume_point(run_dir, tmp_path):
     copy = shutil.copytree(run_dir, tmp_path / "run")
-    info = json.loads((copy / "run.json").read_text())
+    info = RunInfo.read(copy)
     stream = TaskStream(
         np.zeros((2, 32, 32, 1)), np.arange(2), TINY_RUN_TASKS, TINY_RUN_STEPS
     )

@@ -1,10 +1,10 @@
-"""Tests of keras_mergan.evaluator on the built-in digits (small training budget)."""
+"""Tests of evaluation.evaluator on the built-in digits (small training budget)."""
 
 import numpy as np
 import pytest
 
 from keras_mergan.data import load_dataset
-from keras_mergan.evaluator import FEATURES_LAYER, Evaluator, default_epochs
+from keras_mergan.evaluation.evaluator import FEATURES_LAYER, Evaluator, default_epochs
 
 EPOCHS = 2
 
@@ -62,7 +62,7 @@ def test_packaged_evaluator_of_the_builtin_digits(digits, tmp_path, monkeypatch)
     def no_training(*args, **kwargs):
         raise AssertionError(
             "the packaged digits evaluator no longer matches its cache key; "
-            "rebuild it (see keras_mergan.evaluator's docstring)"
+            "rebuild it (see keras_mergan.evaluation.evaluator's docstring)"
         )
 
     monkeypatch.setattr(Evaluator, "_train", staticmethod(no_training))
@@ -86,7 +86,7 @@ def test_cache_key_depends_on_data_and_settings(digits):
 
 
 def test_default_cache_dir_from_environment(monkeypatch, tmp_path):
-    from keras_mergan.evaluator import default_cache_dir
+    from keras_mergan.evaluation.evaluator import default_cache_dir
 
     monkeypatch.setenv("KERAS_MERGAN_CACHE", str(tmp_path))
     assert default_cache_dir() == tmp_path

@@ -26,7 +26,7 @@ import onnxruntime as ort
 import pytest
 from keras_mergan.export import ExportError, export_run, export_task, recover
 from keras_mergan.export.__main__ import parse_tasks
-from keras_mergan.export.synthetic import cached_run
+from synthetic_run import cached_run
 
 from keras_mergan.run_folder import sha256_file
 

@@ -13,10 +13,10 @@ import pytest
 from helpers import wiring_test
 from PIL import Image
 
+from keras_mergan.data.tasks import TaskStream
 from keras_mergan.image_grid import SEPARATOR, make_grid
-from keras_mergan.progress import TaskProgress
+from keras_mergan.run.progress import TaskProgress
 from keras_mergan.run_folder import task_dir
-from keras_mergan.tasks import TaskStream
 
 
 def _python(code: str, **env) -> subprocess.CompletedProcess:

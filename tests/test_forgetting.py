@@ -14,12 +14,12 @@ import keras
 import pytest
 
 from keras_mergan.data import load_dataset
-from keras_mergan.evaluator import Evaluator
+from keras_mergan.data.tasks import TaskSequence, TaskStream, cumulative_tasks
+from keras_mergan.evaluation.accuracy import generated_accuracy
+from keras_mergan.evaluation.evaluator import Evaluator
 from keras_mergan.methods import METHODS
+from keras_mergan.methods.optimizers import wgan_adam
 from keras_mergan.models import build_dcgan_critic, build_dcgan_generator
-from keras_mergan.optimizers import wgan_adam
-from keras_mergan.run import generated_accuracy
-from keras_mergan.tasks import TaskSequence, TaskStream, cumulative_tasks
 
 TASKS = [[0], [1]]
 ITERATIONS = 150

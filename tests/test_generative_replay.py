@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from helpers import numpy_copies, random_images, tiny_gan
 
-from keras_mergan.classifier_tasks import Protocol, run_method
 from keras_mergan.cli import main
 from keras_mergan.data import load_dataset
+from keras_mergan.data.tasks import TaskSequence, TaskStream
+from keras_mergan.evaluation.classifier_tasks import Protocol, run_method
 from keras_mergan.methods import DeepGenerativeReplay
 from keras_mergan.models.solver import build_solver
-from keras_mergan.tasks import TaskSequence, TaskStream
 
 OLD, NEW = [0, 1], [2, 3]
 

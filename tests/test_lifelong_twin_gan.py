@@ -7,13 +7,13 @@ from helpers import make_image_folder, numpy_copies, random_images, tiny_gan
 
 from keras_mergan.cli import main
 from keras_mergan.data import load_dataset
-from keras_mergan.losses_vae import (
+from keras_mergan.data.tasks import TaskSequence, TaskStream
+from keras_mergan.methods import LifelongTwinGAN
+from keras_mergan.models.vae_losses import (
     bernoulli_reconstruction_loss,
     gaussian_kl_divergence,
     negative_elbo,
 )
-from keras_mergan.methods import LifelongTwinGAN
-from keras_mergan.tasks import TaskSequence, TaskStream
 
 
 def tiny_twins(**kwargs):

@@ -3,7 +3,7 @@ import numpy as np
 from keras import ops
 
 from keras_mergan.backend import training_backend
-from keras_mergan.losses import (
+from keras_mergan.methods.losses import (
     auxiliary_classifier_loss,
     gradient_penalty,
     interpolate,

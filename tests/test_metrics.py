@@ -1,10 +1,10 @@
-"""Tests of keras_mergan.metrics (FID, KID, precision/recall) on known answers."""
+"""Tests of evaluation.scores (FID, KID, precision/recall) on known answers."""
 
 import numpy as np
 import pytest
 
-from keras_mergan import metrics
-from keras_mergan.metrics import (
+from keras_mergan.evaluation import scores as metrics
+from keras_mergan.evaluation.scores import (
     GaussianFit,
     feature_distance,
     fit_gaussian,

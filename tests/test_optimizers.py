@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from helpers import tiny_gan
 
-from keras_mergan.optimizers import wgan_adam
+from keras_mergan.methods.optimizers import wgan_adam
 
 
 def test_warmup_rises_linearly_then_holds():

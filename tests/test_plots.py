@@ -1,4 +1,4 @@
-"""Tests of keras_mergan.plots on the tiny two-task run of conftest."""
+"""Tests of keras_mergan.evaluation.plots on the tiny two-task run of conftest."""
 
 import json
 import shutil
@@ -8,14 +8,14 @@ import pytest
 from PIL import Image
 
 from keras_mergan import cli
-from keras_mergan.evaluator import Evaluator
-from keras_mergan.plots import (
+from keras_mergan.evaluation.evaluator import Evaluator
+from keras_mergan.evaluation.plots import (
     grid_evolution,
     plot_accuracy_matrix,
     plot_feature_tsne,
     plot_forgetting_curves,
 )
-from keras_mergan.run import ACCURACY_CURVE
+from keras_mergan.run_folder import ACCURACY_CURVE
 
 TSNE_SAMPLES = 20
 

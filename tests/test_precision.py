@@ -17,9 +17,13 @@ from keras import ops
 
 from keras_mergan import cli
 from keras_mergan.backend import cpu_has_bfloat16_units, training_backend
+from keras_mergan.backend.precision import (
+    model_precision,
+    precision_scope,
+    resolve_precision,
+)
 from keras_mergan.layers import ConditionalBatchNormalization
 from keras_mergan.methods import METHODS
-from keras_mergan.precision import model_precision, precision_scope, resolve_precision
 
 # Options that keep each method's bfloat16 test small.
 SMALL = {"ewc": {"fisher_samples": 4}, "dgr": {"solver_width": 8}}

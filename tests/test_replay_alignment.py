@@ -3,8 +3,8 @@ import pytest
 from helpers import fit_random_tasks, tiny_gan
 from keras import ops
 
-from keras_mergan.losses import replay_alignment_loss
 from keras_mergan.methods import ReplayAlignment
+from keras_mergan.methods.losses import replay_alignment_loss
 
 
 def test_reference_scaling_is_half_the_summed_square_per_old_class():

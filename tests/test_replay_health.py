@@ -1,4 +1,4 @@
-"""Tests of keras_mergan.replay_health: scores and warnings of a replay."""
+"""Tests of keras_mergan.evaluation.replay_health: scores and warnings of a replay."""
 
 import json
 import warnings
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from helpers import tiny_gan
 
-from keras_mergan.callbacks import ReplayHealth
+from keras_mergan.data.tasks import TaskStream
+from keras_mergan.evaluation.replay_health import ReplayHealthWarning, replay_health
 from keras_mergan.methods import JointTrainingWithReplay
-from keras_mergan.replay_health import ReplayHealthWarning, replay_health
+from keras_mergan.run.callbacks import ReplayHealth
 from keras_mergan.run_folder import task_dir
-from keras_mergan.tasks import TaskStream
 
 
 def test_a_replay_drawing_one_class_for_another_is_warned_of():

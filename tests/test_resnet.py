@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_mergan.data.tasks import TaskSequence, TaskStream
 from keras_mergan.methods import ConditionalWGANGP
 from keras_mergan.models.resnet import build_resnet_critic, build_resnet_generator
-from keras_mergan.tasks import TaskSequence, TaskStream
 
 
 @pytest.mark.parametrize("image_size, channels", [(64, 3), (32, 1)])

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -13,8 +14,9 @@ import pytest
 from helpers import random_images, tiny_gan
 
 from keras_mergan.cli import main
-from keras_mergan.resume import (
-    CHECKPOINT_FOLDER,
+from keras_mergan.data.tasks import TaskSequence, TaskStream
+from keras_mergan.run.recorder import RunRecorder
+from keras_mergan.run.resume import (
     MANIFEST_NAME,
     CheckpointError,
     NonFiniteLossError,
@@ -26,9 +28,7 @@ from keras_mergan.resume import (
     load_state,
     training_state,
 )
-from keras_mergan.run import RunRecorder
-from keras_mergan.run_folder import task_dir
-from keras_mergan.tasks import TaskSequence, TaskStream
+from keras_mergan.run_folder import CHECKPOINT_FOLDER, RunInfo, task_dir
 
 STEPS = 6
 CLI_TRAIN = [
@@ -62,7 +62,15 @@ def run_task(run_dir, stream_class=TaskStream):
     keras.utils.set_random_seed(0)
     gan = tiny_gan(n_critic=1)
     stream = stream_class(random_images(20), np.arange(20) % 2, [[0]], STEPS, 2, 1)
-    recorder = RunRecorder(run_dir, stream, {"test": True}, grid_columns=2)
+    info = RunInfo(
+        method="sft",
+        dataset="random",
+        class_names=["0", "1", "2"],
+        tasks=[[0]],
+        latent_dim=gan.latent_dim,
+        image_shape=[32, 32, 1],
+    )
+    recorder = RunRecorder(run_dir, stream, info, grid_columns=2)
     start = fit_tasks(gan, stream, run_dir, [recorder], checkpoint_every=2, verbose=0)
     return gan, start
 
@@ -134,26 +142,34 @@ def test_non_finite_loss_keeps_the_last_good_state_which_resumes_exactly(
 
 
 def test_a_differently_configured_run_is_refused(tmp_path):
-    info = {
-        "method": "sft",
-        "tasks": [[0], [1]],
-        "backend": "jax",
-        "model_config": {"name": "conditional_wgangp", "lambda_gp": 10.0},
-    }
+    info = RunInfo(
+        method="sft",
+        dataset="digits",
+        class_names=["0", "1", "2"],
+        tasks=[[0], [1]],
+        latent_dim=16,
+        image_shape=[32, 32, 1],
+        config={"batch_size": 4, "checkpoint_every": 200},
+        backend="jax",
+        model_config={"name": "conditional_wgangp", "lambda_gp": 10.0},
+    )
     check_run_info(tmp_path, info)
-    (tmp_path / "run.json").write_text(json.dumps(info))
+    info.write(tmp_path)
     check_run_info(
         tmp_path,
-        {
-            **info,
-            "backend": "torch",
-            "model_config": {"name": "conditional_wgangp_1", "lambda_gp": 10.0},
-        },
+        replace(
+            info,
+            backend="torch",
+            config={"batch_size": 4, "checkpoint_every": 50},
+            model_config={"name": "conditional_wgangp_1", "lambda_gp": 10.0},
+        ),
     )
     with pytest.raises(RunMismatchError, match=r"tasks: \[\[0\], \[1\]\] there"):
-        check_run_info(tmp_path, {**info, "tasks": [[0], [1], [2]]})
+        check_run_info(tmp_path, replace(info, tasks=[[0], [2]]))
     with pytest.raises(RunMismatchError, match="method"):
-        check_run_info(tmp_path, {**info, "method": "jt"})
+        check_run_info(tmp_path, replace(info, method="jt"))
+    with pytest.raises(RunMismatchError, match="batch_size: 4 there, 8 now"):
+        check_run_info(tmp_path, replace(info, config={"batch_size": 8}))
     (tmp_path / "run.json").unlink()
     task_dir(tmp_path, 1).mkdir()
     with pytest.raises(RunMismatchError, match="no run.json"):

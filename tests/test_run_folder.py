@@ -59,7 +59,11 @@ def test_read_run_info_errors_name_the_file(tmp_path):
     with pytest.raises(RunFolderError, match="not valid JSON"):
         read_run_info(tmp_path)
     write_json(tmp_path / "run.json", {"tasks": [[0]]})
-    assert read_run_info(tmp_path) == {"tasks": [[0]]}
+    with pytest.raises(RunFolderError, match="lacks class_names, dataset, method"):
+        read_run_info(tmp_path)
+    record = {"method": "sft", "dataset": "d", "class_names": ["a"], "tasks": [[0]]}
+    write_json(tmp_path / "run.json", record)
+    assert read_run_info(tmp_path).tasks == [[0]]
 
 
 @pytest.mark.parametrize("fsync", [False, True])

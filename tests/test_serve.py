@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from keras_mergan.export import MANIFEST, export_run
-from keras_mergan.export.synthetic import cached_run
 from keras_mergan.serve import (
     CategoryNotLearnedError,
     ExportDirectory,
@@ -40,6 +39,7 @@ from keras_mergan.serve import (
 from keras_mergan.serve.app import AppSettings, create_app
 from keras_mergan.serve.server import start_in_thread
 from PIL import Image
+from synthetic_run import cached_run
 
 from keras_mergan.image_grid import SEPARATOR
 

@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 from helpers import random_images, tiny_gan
 
-from keras_mergan.tasks import TaskSequence, TaskStream, cumulative_tasks, split_tasks
+from keras_mergan.data.tasks import (
+    TaskSequence,
+    TaskStream,
+    cumulative_tasks,
+    split_tasks,
+)
 
 
 def test_split_and_cumulative_tasks():

@@ -7,9 +7,9 @@ from pathlib import Path
 from helpers import TINY_CLI_RUN, wiring_test
 
 from keras_mergan import cli
-from keras_mergan.callbacks import TaskExport, TaskSequence, TrainingCheckpoint
-from keras_mergan.config import RunConfig
-from keras_mergan.training import prepare_run
+from keras_mergan.run.callbacks import TaskExport, TaskSequence, TrainingCheckpoint
+from keras_mergan.run.config import RunConfig
+from keras_mergan.run.training import prepare_run
 
 TWO_TASKS = ["--method=jtr", "--tasks=0-1", "--iters-per-task=2", "--width=4"]
 

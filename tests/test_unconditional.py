@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_mergan.unconditional import class_distribution, task_report
+from keras_mergan.evaluation.unconditional import class_distribution, task_report
 
 
 class _FixedSamples:

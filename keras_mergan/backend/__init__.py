@@ -24,32 +24,29 @@ Each submodule (`tensorflow`, `jax`, `torch`) provides:
   that run one step per replica (TF's MirroredStrategy); identities where
   one program spans every device.
 - `bfloat16_is_faster()`: whether bfloat16 compute beats float32 on the
-  device training runs on (`keras_mergan.precision`'s `"auto"`).
+  device training runs on (`keras_mergan.backend.precision`'s `"auto"`).
 - `training_devices()`: names of the devices a step runs on (see
-  `keras_mergan.distribution.training_devices`).
+  `keras_mergan.backend.distribution.training_devices`).
 - `replica_share(x, axis)`: the part of a batch-sized `x` (split along
   `axis`) that this replica computes: its contiguous share under
   MirroredStrategy, `x` laid out over the devices under JAX's
   `DataParallel`, all of `x` on one device.
 """
 
+import functools
 import importlib
 import types
-
-import keras
 
 from keras_mergan.backend.cpu import BFLOAT16_CPU_FLAGS, cpu_has_bfloat16_units
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 
-# Resolved once, as Keras resolves its own backend: KERAS_BACKEND is read
-# when keras is first imported and cannot change afterwards.
-_NAME = keras.config.backend()
-_ACTIVE = importlib.import_module(
-    f"keras_mergan.backend.{_NAME if _NAME in SUPPORTED_BACKENDS else 'portable'}"
-)
 
-
+# Resolved once, on first use, as Keras resolves its own backend:
+# KERAS_BACKEND is read when keras is first imported and cannot change
+# afterwards. Importing this package loads no framework, so that settings
+# (`keras_mergan.backend.precision.PRECISIONS`) are readable without one.
+@functools.cache
 def training_backend() -> types.ModuleType:
     """The training-backend module for the active `KERAS_BACKEND`.
 
@@ -59,10 +56,16 @@ def training_backend() -> types.ModuleType:
 
     Example:
 
+    >>> import keras
     >>> training_backend().__name__ == "keras_mergan.backend." + keras.config.backend()
     True
     """
-    return _ACTIVE
+    import keras
+
+    name = keras.config.backend()
+    return importlib.import_module(
+        f"keras_mergan.backend.{name if name in SUPPORTED_BACKENDS else 'portable'}"
+    )
 
 
 __all__ = [

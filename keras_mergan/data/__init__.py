@@ -35,12 +35,18 @@ uses only numpy and Pillow, so it works under every Keras backend.
 from .dataset import ImageDataset
 from .errors import DatasetError
 from .files import ImageFiles
-from .sources import BUILTIN_SOURCES, load_dataset, resolve_categories
+from .sources import (
+    BUILTIN_SOURCES,
+    align_categories,
+    load_dataset,
+    resolve_categories,
+)
 
 __all__ = [
     "DatasetError",
     "ImageDataset",
     "ImageFiles",
+    "align_categories",
     "load_dataset",
     "resolve_categories",
     "BUILTIN_SOURCES",

@@ -201,3 +201,36 @@ def resolve_categories(
             raise DatasetError(f"category {cat!r} ({names[index]!r}) given twice")
         result.append(index)
     return result
+
+
+def align_categories(dataset: ImageDataset, class_names: Sequence[str]) -> ImageDataset:
+    """`dataset` relabelled into a run's label space, matched by category name.
+
+    Categories of `dataset` named in `class_names` take that index; the others
+    are appended after them, in `dataset`'s order, so that a run can grow by
+    new categories. Categories of the run that `dataset` lacks simply have no
+    images (data for one new category is enough to extend a run).
+
+    Example:
+        >>> ds = load_dataset("digits")
+        >>> aligned = align_categories(ds, ["3", "bird"])
+        >>> aligned.class_names[:4]
+        ('3', 'bird', '0', '1')
+        >>> bool((ds.y_train == 3).sum() == (aligned.y_train == 0).sum())
+        True
+    """
+    names = list(class_names)
+    for name in dataset.class_names:
+        if name not in names:
+            names.append(name)
+    mapping = np.array([names.index(n) for n in dataset.class_names], "int32")
+    if list(dataset.class_names) == names:
+        return dataset
+    return ImageDataset(
+        dataset.name,
+        dataset.x_train,
+        mapping[dataset.y_train],
+        dataset.x_test,
+        mapping[dataset.y_test],
+        tuple(names),
+    )

@@ -59,7 +59,11 @@ class Method:
     generate (LT-GANs): its samples are scored by their class distribution.
     `hyperparameters` are the `RunConfig` fields the model class takes beside
     `shared_hyperparameters`: those every method takes, and `lambda_cls` for
-    the AC-GAN ones (`ConditionalWGANGP` and its subclasses).
+    the AC-GAN ones (`ConditionalWGANGP` and its subclasses). `reports` name
+    what a run scores after each task besides the evaluator's accuracy
+    (`keras_mergan.run.callbacks.REPORTS`): `"replay_health"` for a method
+    with a frozen replay generator, `"unconditional"` for one whose samples
+    carry no label.
 
     Example:
 
@@ -73,6 +77,7 @@ class Method:
     cumulative: bool = False
     hyperparameters: tuple[str, ...] = ()
     conditional: bool = True
+    reports: tuple[str, ...] = ()
 
     @property
     def model_class(self) -> type:
@@ -88,22 +93,33 @@ class Method:
 
 _JTR = ("replay_batch", "replay_scaling")
 _RA = ("replay_batch", "lambda_ra", "ra_scaling")
+_REPLAY_REPORTS = ("replay_health",)
+_UNCONDITIONAL_REPORTS = ("unconditional", "replay_health")
 
 METHODS: dict[str, Method] = {
     "sft": Method("ConditionalWGANGP"),
     "jt": Method("ConditionalWGANGP", cumulative=True),
-    "jtr": Method("JointTrainingWithReplay", hyperparameters=_JTR),
-    "ra": Method("ReplayAlignment", hyperparameters=_RA),
-    "jtr+ra": Method("MeRGAN", hyperparameters=(*_JTR, *_RA[1:])),
+    "jtr": Method(
+        "JointTrainingWithReplay", hyperparameters=_JTR, reports=_REPLAY_REPORTS
+    ),
+    "ra": Method("ReplayAlignment", hyperparameters=_RA, reports=_REPLAY_REPORTS),
+    "jtr+ra": Method(
+        "MeRGAN", hyperparameters=(*_JTR, *_RA[1:]), reports=_REPLAY_REPORTS
+    ),
     "ewc": Method(
         "ElasticWeightConsolidationGAN",
         hyperparameters=("lambda_ewc", "fisher_samples", "fisher_batch_size"),
     ),
-    "dgr": Method("DeepGenerativeReplay", hyperparameters=("mixing_ratio",)),
+    "dgr": Method(
+        "DeepGenerativeReplay",
+        hyperparameters=("mixing_ratio",),
+        reports=_UNCONDITIONAL_REPORTS,
+    ),
     "ltgan": Method(
         "LifelongTwinGAN",
         hyperparameters=("mixing_ratio", "student", "student_beta"),
         conditional=False,
+        reports=_UNCONDITIONAL_REPORTS,
     ),
 }
 

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_mergan.losses import auxiliary_classifier_loss
+from keras_mergan.methods.losses import auxiliary_classifier_loss
 from keras_mergan.methods.wasserstein_gan import WassersteinGAN
 
 

@@ -7,8 +7,8 @@ import numpy as np
 from keras import ops
 
 from keras_mergan.backend import training_backend
-from keras_mergan.losses import elastic_weight_penalty
 from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
+from keras_mergan.methods.losses import elastic_weight_penalty
 
 
 @keras.saving.register_keras_serializable(package="keras_mergan")
@@ -73,6 +73,11 @@ class ElasticWeightConsolidationGAN(ConditionalWGANGP):
         self.fisher_batch_size = int(fisher_batch_size)
         self.fisher = self._copies_of_generator_weights("ewc_fisher")
         self.anchors = self._copies_of_generator_weights("ewc_anchor")
+
+    def new_category_rows(self, variable) -> str:
+        """A new category's Fisher rows are zero: nothing is held there yet."""
+        fisher = any(variable is weight for weight in self.fisher)
+        return "zeros" if fisher else super().new_category_rows(variable)
 
     def _copies_of_generator_weights(self, prefix):
         return [

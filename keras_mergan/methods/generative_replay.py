@@ -7,11 +7,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_mergan.losses import auxiliary_classifier_loss
+from keras_mergan.backend.precision import model_precision, precision_scope
+from keras_mergan.methods.losses import auxiliary_classifier_loss
 from keras_mergan.methods.mixing import BALANCED
 from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
 from keras_mergan.models.solver import build_solver
-from keras_mergan.precision import model_precision, precision_scope
 
 SOLVER_PREFIX = "solver"
 

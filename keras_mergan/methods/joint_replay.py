@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import keras
 from keras import ops
 
-from keras_mergan.losses import wasserstein_critic_loss
+from keras_mergan.methods.losses import wasserstein_critic_loss
 from keras_mergan.methods.replay import MemoryReplayGAN
 
 REPLAY_SCALINGS = ("reference", "mean")

@@ -7,9 +7,9 @@ import numpy as np
 from keras import ops
 
 from keras_mergan.backend import training_backend
+from keras_mergan.backend.precision import model_precision, precision_scope
 from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
 from keras_mergan.models.vae import VariationalAutoencoder
-from keras_mergan.precision import model_precision, precision_scope
 
 STUDENT_PREFIX = "student"
 _STUDENT_TERMS = ("student_loss", "student_reconstruction", "student_kl")
@@ -184,7 +184,7 @@ class LifelongTwinGAN(UnconditionalReplayGAN):
     def generate(self, z, labels, batch_size: int = 256):
         """The Assistant's images for `z`; unconditional, so `labels` only
         has to match `z` in length (a sample's class is whatever an evaluator
-        says: see `keras_mergan.unconditional`)."""
+        says: see `keras_mergan.evaluation.unconditional`)."""
         if len(labels) != len(z):
             raise ValueError(f"{len(z)} latent vectors but {len(labels)} labels")
         return self.generate_unconditional(np.asarray(z, "float32"), batch_size)

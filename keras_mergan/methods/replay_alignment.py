@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import keras
 from keras import ops
 
-from keras_mergan.losses import replay_alignment_loss
+from keras_mergan.methods.losses import replay_alignment_loss
 from keras_mergan.methods.replay import MemoryReplayGAN
 
 RA_SCALINGS = ("reference", "mean")
@@ -62,7 +62,7 @@ class ReplayAlignment(MemoryReplayGAN):
     `ra_scaling="reference"` with `lambda_ra=1e-3` is the MeRGAN reference
     code on MNIST (1e-2 on SVHN): per class, half the summed squared error of
     `replay_batch // k` images, summed and divided by `k`
-    (`keras_mergan.losses.replay_alignment_loss`). Its weight on the mean
+    (`keras_mergan.methods.losses.replay_alignment_loss`). Its weight on the mean
     squared error falls as 1/k with the number k of old classes.
     `ra_scaling="mean"` makes `lambda_ra` the weight of the per-pixel mean
     squared error, the same for every task.

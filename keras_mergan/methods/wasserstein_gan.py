@@ -6,13 +6,13 @@ import keras
 from keras import ops
 
 from keras_mergan.backend import training_backend
-from keras_mergan.losses import (
+from keras_mergan.methods.losses import (
     gradient_penalty,
     interpolate,
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
-from keras_mergan.optimizers import wgan_adam
+from keras_mergan.methods.optimizers import wgan_adam
 
 
 @keras.saving.register_keras_serializable(package="keras_mergan")
@@ -81,6 +81,12 @@ class WassersteinGAN(keras.Model):
     @property
     def num_classes(self) -> int:
         return int(self.critic.outputs[1].shape[-1])
+
+    def new_category_rows(self, variable) -> str:
+        """How `variable`'s rows for a category added later start: "mean" of
+        the known categories' rows, or "zeros" (`keras_mergan.methods.growth`).
+        """
+        return "mean"
 
     def loss_names(self) -> list[str]:
         """Names of the values this method logs, fixed before any step is traced."""

@@ -7,7 +7,7 @@ import numpy as np
 from keras import layers, ops
 
 from keras_mergan.layers import PenaltyLeakyReLU
-from keras_mergan.losses_vae import (
+from keras_mergan.models.vae_losses import (
     bernoulli_reconstruction_loss,
     gaussian_kl_divergence,
     negative_elbo,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_mergan.metrics import feature_distance
+from keras_mergan.evaluation.scores import feature_distance
 from keras_mergan.run_folder import METRICS_FILE, write_json
 from keras_mergan.sampling import fixed_latents
 

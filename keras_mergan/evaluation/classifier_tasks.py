@@ -32,12 +32,12 @@ import time
 import keras
 import numpy as np
 
+from keras_mergan.data.tasks import TaskSequence, TaskStream
+from keras_mergan.evaluation.unconditional import class_distribution
 from keras_mergan.methods import DeepGenerativeReplay
 from keras_mergan.models import build_dcgan_critic, build_dcgan_generator
 from keras_mergan.models.solver import build_solver
 from keras_mergan.sampling import fixed_latents
-from keras_mergan.tasks import TaskSequence, TaskStream
-from keras_mergan.unconditional import class_distribution
 
 __all__ = ["METHODS", "SPLIT_TASKS", "Protocol", "ProtocolTaskStream", "run_method"]
 

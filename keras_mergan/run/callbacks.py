@@ -18,10 +18,11 @@
 
 Callbacks after `RunRecorder` find the task's folder written; the
 checkpoint comes last so that a task counts as done only once every file of
-it exists. `keras_mergan.training.prepare_run` builds the list for a
+it exists. `keras_mergan.run.training.prepare_run` builds the list for a
 `RunConfig`.
 """
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,12 +30,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_mergan import replay_health
-from keras_mergan.progress import TaskProgress
-from keras_mergan.resume import TrainingCheckpoint
-from keras_mergan.run import RunRecorder
+from keras_mergan.data.tasks import TaskSequence, TaskStream
+from keras_mergan.evaluation import replay_health
+from keras_mergan.run.progress import TaskProgress
+from keras_mergan.run.recorder import RunRecorder
+from keras_mergan.run.resume import TrainingCheckpoint
 from keras_mergan.run_folder import task_dir
-from keras_mergan.tasks import TaskSequence, TaskStream
 
 __all__ = [
     "ReplayHealth",
@@ -81,14 +82,14 @@ class UnconditionalReport(keras.callbacks.Callback):
     Merged into the task's `metrics.json`: the evaluator's class shares of
     unconditional samples and their FID against the seen classes' test
     images, the solver's accuracy on them (DGR) and the student's NLL
-    (LT-GANs); see `keras_mergan.unconditional.task_report`.
+    (LT-GANs); see `keras_mergan.evaluation.unconditional.task_report`.
 
     Args:
         run_dir: the run folder `RunRecorder` writes (place this after it).
         stream: the task stream being trained.
         test_images: real test images of every class.
         test_labels: their labels.
-        evaluator: a `keras_mergan.evaluator.Evaluator`, or None (solver
+        evaluator: a `keras_mergan.evaluation.evaluator.Evaluator`, or None (solver
             accuracy and NLL only).
         samples: generated images scored.
         seed: seed of those images' latent vectors.
@@ -122,7 +123,7 @@ class UnconditionalReport(keras.callbacks.Callback):
         self.log = log
 
     def on_epoch_end(self, epoch, logs=None):
-        from keras_mergan.unconditional import add_task_report, task_report
+        from keras_mergan.evaluation.unconditional import add_task_report, task_report
 
         report = task_report(
             self.model,
@@ -191,7 +192,7 @@ class ReplayHealth(keras.callbacks.Callback):
         self.min_share = min_share
 
     def on_epoch_end(self, epoch, logs=None):
-        from keras_mergan.unconditional import add_task_report
+        from keras_mergan.evaluation.unconditional import add_task_report
 
         new = self.stream.tasks[epoch]
         old = [c for c in self.stream.seen_classes(epoch) if c not in new]
@@ -216,3 +217,76 @@ class ReplayHealth(keras.callbacks.Callback):
                 replay_health.ReplayHealthWarning,
                 stacklevel=2,
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportContext:
+    """What a method's per-task report callbacks are built from.
+
+    Attributes:
+        run_dir: the run folder.
+        stream: the task stream being trained.
+        dataset: the run's `ImageDataset` (its test split is scored against).
+        evaluator: the run's evaluator, or None when evaluation is off.
+        samples: generated images per report.
+        seed: seed of the reports' latent vectors.
+        log: receives their summary lines.
+    """
+
+    run_dir: Path
+    stream: TaskStream
+    dataset: object
+    evaluator: object
+    samples: int
+    seed: int
+    log: Callable[[str], None]
+
+
+def _unconditional_report(context: ReportContext) -> keras.callbacks.Callback:
+    return UnconditionalReport(
+        context.run_dir,
+        context.stream,
+        context.dataset.x_test,
+        context.dataset.y_test,
+        context.evaluator,
+        max(context.samples, 1),
+        context.seed,
+        context.log,
+    )
+
+
+def _replay_health(context: ReportContext) -> keras.callbacks.Callback | None:
+    if context.evaluator is None:
+        return None
+    return ReplayHealth(
+        context.run_dir,
+        context.stream,
+        context.evaluator,
+        context.log,
+        seed=context.seed,
+    )
+
+
+#: A method's `reports` (`keras_mergan.methods.Method.reports`) by name: each
+#: builds its callback from a `ReportContext`, or None when it cannot run.
+REPORTS: dict[str, Callable[[ReportContext], keras.callbacks.Callback | None]] = {
+    "unconditional": _unconditional_report,
+    "replay_health": _replay_health,
+}
+
+
+def report_callbacks(
+    reports: Sequence[str], context: ReportContext
+) -> list[keras.callbacks.Callback]:
+    """The callbacks of a method's `reports`, in order; unknown names are an error.
+
+    Example:
+
+    >>> report_callbacks((), None)
+    []
+    """
+    unknown = [name for name in reports if name not in REPORTS]
+    if unknown:
+        raise ValueError(f"unknown reports {unknown}: known are {sorted(REPORTS)}")
+    built = (REPORTS[name](context) for name in reports)
+    return [callback for callback in built if callback is not None]

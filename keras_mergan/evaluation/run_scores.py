@@ -2,7 +2,7 @@
 
 For every task checkpoint ``RUN_DIR/task_XX/gan.keras`` and every class seen
 up to that task, `evaluate_run` generates ``samples`` images (the z stream of
-`keras_mergan.run.class_sampler`, so the accuracies equal those recorded
+`keras_mergan.run.recorder.class_sampler`, so the accuracies equal those recorded
 during training with the same seed and sample count) and reports
 (DESIGN.md section 4):
 
@@ -18,17 +18,17 @@ during training with the same seed and sample count) and reports
   classes and per class");
 - KID (unbiased, no sample-size bias) and precision, recall, density and
   coverage (k-NN manifolds, k = 3) on the same features, per class and
-  overall (`keras_mergan.metrics`);
+  overall (`keras_mergan.evaluation.scores`);
 - reverse accuracy: a classifier with the evaluator's architecture, trained
   on the generated images of the seen classes, tested on their real test
   images (reported from two seen classes on);
 - the task-by-class accuracy matrix of the evaluated tasks and its
   summaries: average accuracy after each task, average incremental
   accuracy, per-class forgetting and backward transfer
-  (`keras_mergan.continual`).
+  (`keras_mergan.evaluation.continual`).
 
 ``keras-mergan evaluate RUN_DIR`` prints the tables of
-`keras_mergan.result_tables.format_evaluation`
+`keras_mergan.evaluation.tables.format_evaluation`
 and writes the report to ``RUN_DIR/evaluation.json``.
 """
 
@@ -41,17 +41,18 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_mergan.continual import AccuracyMatrix, summarize
 from keras_mergan.data import ImageDataset, load_dataset
-from keras_mergan.evaluator import Evaluator
-from keras_mergan.metrics import (
+from keras_mergan.evaluation.accuracy import class_sampler
+from keras_mergan.evaluation.continual import AccuracyMatrix, summarize
+from keras_mergan.evaluation.evaluator import Evaluator
+from keras_mergan.evaluation.scores import (
     NEAREST_K,
     feature_distance,
     kernel_distance,
 )
-from keras_mergan.metrics import precision_recall as precision_recall_scores
-from keras_mergan.run import class_sampler
+from keras_mergan.evaluation.scores import precision_recall as precision_recall_scores
 from keras_mergan.run_folder import (
+    EVALUATION_FILE,
     finished_tasks,
     load_task_model,
     read_run_info,
@@ -65,7 +66,6 @@ __all__ = [
     "load_run",
 ]
 
-EVALUATION_FILE = "evaluation.json"
 
 # Scores of generated against real evaluator features: name -> (function of
 # (fake, real), fewest images each set needs).
@@ -82,8 +82,8 @@ FEATURE_SCORES: dict[str, tuple[Callable, int]] = {
 def load_run(run_dir: str | os.PathLike) -> tuple[dict, ImageDataset]:
     """`run.json` of a run folder and the dataset it was trained on."""
     info = read_run_info(run_dir)
-    height, _, channels = info["image_shape"]
-    dataset = load_dataset(info["dataset"], image_size=height, channels=channels)
+    height, _, channels = info.image_shape
+    dataset = load_dataset(info.dataset, image_size=height, channels=channels)
     return info, dataset
 
 
@@ -178,7 +178,7 @@ def evaluate_run(
         ``recall``, ``density``, ``coverage``; None where a class has too
         few real test images) and ``reverse_accuracy`` (None with a single
         seen class); then ``accuracy_matrix`` (`AccuracyMatrix.to_dict`)
-        and ``continual`` (`keras_mergan.continual.summarize`).
+        and ``continual`` (`keras_mergan.evaluation.continual.summarize`).
 
     Example:
         >>> report = evaluate_run("runs/ra-digits", samples=200)  # doctest: +SKIP

@@ -8,7 +8,7 @@ differently: an export that ignored the label in batch norm would fail parity.
 
 Run it in a process whose ``KERAS_BACKEND`` is the backend to "train" with::
 
-    KERAS_BACKEND=jax python -m keras_mergan.export.synthetic RUN_DIR --tasks 3
+    KERAS_BACKEND=jax python tests/synthetic_run.py RUN_DIR --tasks 3
 
 Beside the usual files it writes ``RUN_DIR/task_XX/reference.npz``: latent
 vectors, labels and the generator's images computed by the training backend
@@ -29,6 +29,7 @@ import numpy as np
 from keras_mergan.run_folder import (
     METRICS_FILE,
     RUN_INFO,
+    RunInfo,
     model_path,
     save_model,
     task_dir,
@@ -57,13 +58,12 @@ def build_run(
     >>> # build_run("/tmp/run", num_tasks=2)
     """
     import keras
+    from keras_mergan.export.fold import float32_generator
 
+    from keras_mergan.backend.precision import precision_scope
+    from keras_mergan.data.tasks import TaskSequence, TaskStream
     from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
     from keras_mergan.models import build_dcgan_critic, build_dcgan_generator
-    from keras_mergan.precision import precision_scope
-    from keras_mergan.tasks import TaskSequence, TaskStream
-
-    from .fold import float32_generator
 
     keras.utils.set_random_seed(seed)
     run_dir = Path(run_dir)
@@ -112,21 +112,22 @@ def build_run(
         callbacks=[TaskSequence(stream), SaveTask()],
         verbose=0,
     )
-    run = {
-        "method": "sft",
-        "dataset": "synthetic",
-        "class_names": class_names,
-        "tasks": tasks,
-        "latent_dim": latent_dim,
-        "image_shape": [32, 32, channels],
-        "backend": keras.config.backend(),
-        "keras_version": keras.__version__,
-        "iters_per_task": steps_per_task,
-        "batch_size": batch_size,
-        "seed": seed,
-        "precision": precision,
-    }
-    write_json(run_dir / RUN_INFO, run)
+    RunInfo(
+        method="sft",
+        dataset="synthetic",
+        class_names=class_names,
+        tasks=tasks,
+        latent_dim=latent_dim,
+        image_shape=[32, 32, channels],
+        backend=keras.config.backend(),
+        keras_version=keras.__version__,
+        config={
+            "iters_per_task": steps_per_task,
+            "batch_size": batch_size,
+            "seed": seed,
+        },
+        precision=precision,
+    ).write(run_dir)
     return run_dir
 
 
@@ -244,8 +245,7 @@ def cached_run(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     command = [
         sys.executable,
-        "-m",
-        "keras_mergan.export.synthetic",
+        str(Path(__file__).resolve()),
         str(staging / "run"),
     ]
     command += ["--tasks", str(num_tasks), "--channels", str(channels)]

@@ -5,7 +5,7 @@
 """Resume a task sequence after a crash: mid-task checkpoints, checked on load.
 
 A run folder holds one `task_XX/` per finished task (written by
-`keras_mergan.run.RunRecorder`) and, while training, `resume/`: the latest
+`keras_mergan.run.recorder.RunRecorder`) and, while training, `resume/`: the latest
 training state and `checkpoint.json`, its manifest. The state is every
 variable a step reads or writes (networks, frozen replay generator, both
 optimizers, loss trackers, noise seed), so a resumed run continues exactly
@@ -31,24 +31,40 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_mergan.data.tasks import TaskSequence, TaskStream
+from keras_mergan.methods.growth import grow_categories
+from keras_mergan.run.recorder import noise_variables
 from keras_mergan.run_folder import (
+    CHECKPOINT_FOLDER,
     RUN_INFO,
+    RunInfo,
     atomic_open,
     finished_tasks,
     model_path,
+    read_task_metrics,
     sha256_file,
     task_dir,
     task_number,
     write_json,
 )
-from keras_mergan.tasks import TaskSequence, TaskStream
 
-CHECKPOINT_FOLDER = "resume"
 MANIFEST_NAME = "checkpoint.json"
 MANIFEST_FORMAT = 1
 # Facts of run.json that may change between a run and its resumption (a
 # data-parallel step computes what one device computes on the same batch).
-RESUMABLE_DIFFERENCES = ("backend", "keras_version", "devices")
+RESUMABLE_DIFFERENCES = ("backend", "keras_version", "devices", "evaluator")
+_RESTATED_SETTINGS = (
+    "tasks",
+    "dataset",
+    "preset",
+    "classes_per_task",
+    "checkpoint_every",
+    "eval_samples",
+    "eval_every",
+    "export",
+    "devices",
+    "stream_images",
+)
 _MISSING = "<missing>"
 
 
@@ -101,7 +117,7 @@ def training_state(model: keras.Model) -> list:
     ]
 
 
-def check_run_info(run_dir: str | os.PathLike, run_info: dict) -> None:
+def check_run_info(run_dir: str | os.PathLike, run_info: RunInfo) -> None:
     """Refuse to train into a folder that holds a differently configured run.
 
     Raises:
@@ -123,10 +139,11 @@ def check_run_info(run_dir: str | os.PathLike, run_info: dict) -> None:
             )
         return
     try:
-        stored = json.loads(info_path.read_text())
+        stored = RunInfo.read(run_dir)
     except (OSError, ValueError) as error:
         raise RunMismatchError(f"{info_path} is unreadable ({error})") from error
-    stored, wanted = _training_facts(stored), _training_facts(run_info)
+    stored = _training_facts(stored.to_dict())
+    wanted = _training_facts(run_info.to_dict())
     differences = [
         f"{key}: {stored.get(key, _MISSING)!r} there, {wanted.get(key, _MISSING)!r} now"
         for key in sorted(set(stored) | set(wanted))
@@ -144,10 +161,14 @@ def _training_facts(run_info: dict) -> dict:
     facts = json.loads(json.dumps(run_info))
     for key in RESUMABLE_DIFFERENCES:
         facts.pop(key, None)
-    # The resolved RunConfig: what it changes in training is in the facts
-    # and the model's config beside it; the rest (checkpoint and evaluation
-    # frequency, exports) may change between a run and its resumption.
-    facts.pop("config", None)
+    # Each resolved setting of the config is a fact, but for those that may
+    # change between a run and its resumption (checkpoint and evaluation
+    # frequency, exports, device count) and those whose resolved form the
+    # record holds beside it (the task list, the dataset, the preset).
+    config = facts.pop("config", None) or {}
+    for key, value in config.items():
+        if key not in _RESTATED_SETTINGS:
+            facts.setdefault(key, value)
     # Runs recorded before it was left out kept Keras' per-process model name.
     facts.get("model_config", {}).pop("name", None)
     # Runs recorded before the precision option trained in float32.
@@ -228,7 +249,7 @@ def fit_tasks(
         if start.step == 0 and start.state is not None:
             load_state(model, start.state)
         elif start.task > 0:
-            _load_task_checkpoint(model, model_path(run_dir, start.task))
+            _load_task_checkpoint(model, run_dir, start.task)
         checkpoint = TrainingCheckpoint(folder, stream, checkpoint_every, start)
         task = start.task
         if start.step:
@@ -402,16 +423,23 @@ def load_state(model: keras.Model, path: str | os.PathLike) -> None:
         variable.assign(array)
 
 
-def _load_task_checkpoint(model, path):
+def _load_task_checkpoint(model, run_dir: Path, number: int) -> None:
+    path = model_path(run_dir, number)
     if not path.exists():
         raise CheckpointError(f"{path} is missing: cannot continue after that task")
     try:
         model.load_weights(path)
     except Exception as error:
-        raise CheckpointError(
-            f"{path} is corrupt or unreadable ({type(error).__name__}: {error}); "
-            "delete that task folder to train the task again"
-        ) from error
+        if not _grew_from(model, path):
+            raise CheckpointError(
+                f"{path} is corrupt or unreadable ({type(error).__name__}: {error}); "
+                "delete that task folder to train the task again"
+            ) from error
+    states = read_task_metrics(run_dir, number).get("noise_states")
+    variables = noise_variables(model)
+    if states is not None and len(states) == len(variables):
+        for variable, state in zip(variables, states, strict=True):
+            variable.assign(np.asarray(state, variable.dtype))
 
 
 def _read_manifest(folder: Path, stream: TaskStream) -> dict | None:
@@ -459,3 +487,16 @@ def _verified_state(folder: Path, manifest: dict) -> Path:
         f"checkpoint state {path} is {problem}; not loading it: {remedy}"
     )
     return path
+
+
+def _grew_from(model, path) -> bool:
+    """Loads `path` into `model` if `model` is that model grown by categories
+    (a run extended with new ones); False if it is not."""
+    try:
+        saved = keras.saving.load_model(path, compile=False)
+    except Exception:
+        return False
+    if not hasattr(saved, "num_classes") or saved.num_classes >= model.num_classes:
+        return False
+    grow_categories(saved, model)
+    return True

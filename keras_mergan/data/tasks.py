@@ -53,6 +53,9 @@ class TaskStream(keras.utils.PyDataset):
         initial_step: iterations of `initial_task` already done; the first
             epoch of a resumed fit then has `steps_per_task - initial_step`
             steps.
+        trained_tasks: tasks already trained (a finished run being extended
+            with new ones): their classes need no images, and they are never
+            drawn from.
 
     Example:
 
@@ -74,6 +77,7 @@ class TaskStream(keras.utils.PyDataset):
         seed: int = 0,
         initial_task: int = 0,
         initial_step: int = 0,
+        trained_tasks: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -105,7 +109,9 @@ class TaskStream(keras.utils.PyDataset):
         for t, task in enumerate(self.tasks):
             pool = np.flatnonzero(np.isin(labels, task))
             missing = sorted(set(task) - set(labels[pool].tolist()))
-            if missing:
+            # A run being extended trained its first tasks already: their
+            # data need not be at hand (continual learning's premise).
+            if missing and t >= trained_tasks:
                 raise ValueError(f"task {t} asks for classes {missing} with no images")
             self._pools.append(pool)
 
@@ -198,7 +204,7 @@ class TaskSequence(keras.callbacks.Callback):
         # Epoch t is task t; a resumed fit(initial_epoch=k) pairs with a
         # stream built with initial_task=k. A fit resumed part-way through
         # task k still begins it here, from the task's starting state, and
-        # then loads the mid-task state (keras_mergan.resume).
+        # then loads the mid-task state (keras_mergan.run.resume).
         self.model.begin_task(
             epoch, self.stream.tasks[epoch], self.stream.seen_classes(epoch)
         )

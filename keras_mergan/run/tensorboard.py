@@ -29,8 +29,8 @@ import keras
 import numpy as np
 from PIL import Image
 
+from keras_mergan.data.tasks import TaskStream
 from keras_mergan.run_folder import GRID_FILE, task_accuracy, task_dir
-from keras_mergan.tasks import TaskStream
 
 __all__ = ["TaskSummaries", "tensorboard_callbacks"]
 

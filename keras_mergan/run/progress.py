@@ -22,8 +22,8 @@ from typing import TextIO
 
 import keras
 
+from keras_mergan.data.tasks import TaskStream
 from keras_mergan.run_folder import task_accuracy
-from keras_mergan.tasks import TaskStream
 
 __all__ = ["TaskProgress"]
 

@@ -1,7 +1,7 @@
 """`RunConfig`: everything a training run needs, as one typed, frozen value.
 
 `keras-mergan train`'s options are this dataclass's fields (`--iters-per-task`
-is `iters_per_task`), and `keras_mergan.training.train_run(config, run_dir)`
+is `iters_per_task`), and `keras_mergan.run.training.train_run(config, run_dir)`
 does what the command does. `run.json` holds the resolved config under
 `"config"`, and `RunConfig.from_run_dir` reads it back.
 """
@@ -11,10 +11,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keras_mergan.backend.precision import PRECISIONS
 from keras_mergan.methods import METHODS
 from keras_mergan.methods.mixing import BALANCED, checked_mixing_ratio
-from keras_mergan.precision import PRECISIONS
-from keras_mergan.presets import AUTO, DEFAULT_PRESET, PRESETS, resolve_preset
+from keras_mergan.run.presets import AUTO, DEFAULT_PRESET, PRESETS, resolve_preset
 from keras_mergan.run_folder import RUN_INFO, read_run_info
 
 ARCHITECTURES = ("dcgan", "resnet")
@@ -34,7 +34,7 @@ class RunConfig:
     """A training run: method, data, task sequence and hyper-parameters.
 
     Fields left at None take their value from `preset` (see
-    `keras_mergan.presets`; `"auto"` becomes the preset whose budget the
+    `keras_mergan.run.presets`; `"auto"` becomes the preset whose budget the
     run's iterations per task reach), then from the method's own
     default; explicit values always win. After construction every
     preset-given field is set, so the config written to `run.json` reads
@@ -315,11 +315,11 @@ class RunConfig:
     def from_run_dir(cls, run_dir: str | os.PathLike) -> "RunConfig":
         """The config a run folder's `run.json` was trained with."""
         info = read_run_info(run_dir)
-        if "config" not in info:
+        if "learning_rate" not in info.config:
             raise ValueError(
                 f"{Path(run_dir) / RUN_INFO} predates RunConfig: it records no config"
             )
-        return cls.from_dict(info["config"])
+        return cls.from_dict(info.config)
 
 
 def _flag(name: str) -> str:

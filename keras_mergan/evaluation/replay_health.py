@@ -16,7 +16,7 @@ during that task is sampled and its samples are scored by the evaluator:
 
 A class whose accuracy falls below `min_accuracy`, or whose share falls
 below `min_share` of an even share, is named in `warnings`, and
-`keras_mergan.callbacks.ReplayHealth` raises `ReplayHealthWarning` as a
+`keras_mergan.run.callbacks.ReplayHealth` raises `ReplayHealthWarning` as a
 Python warning for each and merges the report into the task's
 ``metrics.json`` under ``"replay_health"``.
 """

@@ -1,8 +1,9 @@
 """Text tables of a run's results, as the CLI prints them.
 
 `format_accuracy_table` is the per-task accuracy table printed after
-training; `format_evaluation` adds what `keras_mergan.evaluation.evaluate_run`
-reports (continual-learning summaries, FID, KID, precision/recall).
+training; `format_evaluation` adds what
+`keras_mergan.evaluation.run_scores.evaluate_run` reports (continual-learning
+summaries, FID, KID, precision/recall).
 """
 
 from collections.abc import Sequence
@@ -89,7 +90,7 @@ def format_evaluation(report: dict) -> str:
 
 
 def format_continual(summary: dict) -> str:
-    """Lines of `keras_mergan.continual.summarize`'s scores, in %.
+    """Lines of `keras_mergan.evaluation.continual.summarize`'s scores, in %.
 
     Example:
         >>> print(format_continual({

@@ -3,85 +3,45 @@
 import csv
 import os
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from keras_mergan.data.tasks import TaskStream
+from keras_mergan.evaluation.accuracy import (
+    CURVE_FIELDS,
+    generated_accuracy,
+    read_curve_rows,
+)
 from keras_mergan.run_folder import (
+    ACCURACY_CURVE,
     GRID_FILE,
     METRICS_FILE,
+    METRICS_TABLE,
     MODEL_FILE,
-    RUN_INFO,
     atomic_open,
-    finished_tasks,
-    read_task_metrics,
     save_model,
     task_dir,
     write_json,
 )
 from keras_mergan.sampling import fixed_latents, sample_grid, save_grid
-from keras_mergan.tasks import TaskStream
-
-#: Accuracy per seen class every `eval_every` iterations (`RunRecorder`).
-ACCURACY_CURVE = "accuracy_curve.csv"
-_CURVE_FIELDS = ("iteration", "task", "class", "accuracy")
 
 
-def class_sampler(gan, seed: int = 0) -> Callable[[int, int], np.ndarray]:
-    """`generate(label, n)`: `n` images of class `label` from one seeded z stream.
+def noise_states(model) -> list[list[int]]:
+    """The states of `model`'s random-number generators, in variable order.
 
-    The same seed and the same sequence of calls give the same images, so
-    scores computed during training and by `keras-mergan evaluate` agree.
+    By order, not by name: Keras numbers generator names per process.
     """
-    rng = np.random.default_rng(seed)
-
-    def generate(label: int, n: int) -> np.ndarray:
-        z = rng.standard_normal((n, gan.latent_dim)).astype("float32")
-        return np.asarray(gan.generate(z, np.full((n,), label, "int32")))
-
-    return generate
-
-
-def generated_accuracy(
-    gan, evaluator, classes: Sequence[int], n_per_class: int, seed: int = 0
-) -> dict[int, float]:
-    """Evaluator accuracy of `n_per_class` generated images per class."""
-    return evaluator.accuracy_per_class(
-        class_sampler(gan, seed), classes, n_per_class=n_per_class
-    )
-
-
-def read_accuracy_curve(run_dir: str | os.PathLike) -> list[dict]:
-    """Accuracy per class over training: `{iteration, task, class, accuracy}` rows.
-
-    Rows come from `accuracy_curve.csv` (written every `eval_every`
-    iterations by `RunRecorder`) and from the task ends' `metrics.json`,
-    sorted by iteration then class; a run trained without `eval_every` has
-    only the task-end points.
-    """
-    run_dir = Path(run_dir)
-    points = {}
-    for number in finished_tasks(run_dir):
-        metrics = read_task_metrics(run_dir, number)
-        iteration = number * metrics["iterations"]
-        for label, accuracy in metrics.get("accuracy", {}).items():
-            points[iteration, int(label)] = (number, float(accuracy))
-    for row in _read_csv(run_dir / ACCURACY_CURVE):
-        key = int(row["iteration"]), int(row["class"])
-        points[key] = (int(row["task"]), float(row["accuracy"]))
     return [
-        {"iteration": i, "task": task, "class": label, "accuracy": accuracy}
-        for (i, label), (task, accuracy) in sorted(points.items())
+        np.asarray(keras.ops.convert_to_numpy(v)).tolist()
+        for v in noise_variables(model)
     ]
 
 
-def _read_csv(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def noise_variables(model) -> list:
+    """`model`'s random-number generator states, in variable order."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
 
 
 class RunRecorder(keras.callbacks.Callback):
@@ -138,7 +98,7 @@ class RunRecorder(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.run_dir / RUN_INFO, self.run_info)
+        self.run_info.write(self.run_dir)
         self._z = fixed_latents(self.grid_columns, self.model.latent_dim, self.seed)
         self._first_epoch = True
 
@@ -162,9 +122,9 @@ class RunRecorder(keras.callbacks.Callback):
             and step % self.eval_every == 0
             and step < self.stream.steps_per_task
         ):
-            seen = self.stream.seen_classes(self._task)
+            scored = self._scored(self.stream.seen_classes(self._task))
             accuracy = generated_accuracy(
-                self.model, self.evaluator, seen, self.eval_samples, self.seed
+                self.model, self.evaluator, scored, self.eval_samples, self.seed
             )
             self._append_curve(step, accuracy)
 
@@ -181,15 +141,25 @@ class RunRecorder(keras.callbacks.Callback):
             "losses": {k: float(v) for k, v in (logs or {}).items()},
         }
         if self.evaluator is not None:
+            scored = self._scored(seen)
             accuracy = generated_accuracy(
-                self.model, self.evaluator, seen, self.eval_samples, self.seed
+                self.model, self.evaluator, scored, self.eval_samples, self.seed
             )
+            unscored = [self.run_info.class_names[c] for c in seen if c not in scored]
+            if unscored:
+                metrics["unscored"] = {
+                    name: "the run's evaluator does not know this category"
+                    for name in unscored
+                }
             metrics["accuracy"] = {str(c): a for c, a in accuracy.items()}
             metrics["mean_accuracy"] = float(np.mean(list(accuracy.values())))
             if self.eval_every:
                 self._append_curve(self.stream.steps_per_task, accuracy)
+        # `gan.keras` leaves random-number states out; a run continued from
+        # this task (extended later) draws the same noise as one that went on.
+        metrics["noise_states"] = noise_states(self.model)
         save_model(self.model, folder / MODEL_FILE)
-        names = self.run_info.get("class_names")
+        names = self.run_info.class_names
         save_grid(
             sample_grid(self.model, seen, self._z),
             folder / GRID_FILE,
@@ -198,8 +168,13 @@ class RunRecorder(keras.callbacks.Callback):
         write_json(folder / METRICS_FILE, metrics)
         self._append_csv(metrics)
 
+    def _scored(self, classes: list[int]) -> list[int]:
+        """The classes the evaluator knows: a run grown by categories its
+        evaluator never saw leaves those unscored."""
+        return [c for c in classes if c < self.evaluator.num_classes]
+
     def _append_csv(self, metrics):
-        path = self.run_dir / "metrics.csv"
+        path = self.run_dir / METRICS_TABLE
         row = {k: metrics[k] for k in ("task", "iterations", "seconds")}
         row["seen_classes"] = " ".join(map(str, metrics["seen_classes"]))
         row["mean_accuracy"] = metrics.get("mean_accuracy", "")
@@ -218,17 +193,17 @@ class RunRecorder(keras.callbacks.Callback):
         with open(path, "a", newline="") as f:
             writer = csv.writer(f)
             if new:
-                writer.writerow(_CURVE_FIELDS)
+                writer.writerow(CURVE_FIELDS)
             for label, value in accuracy.items():
                 writer.writerow([iteration, self._task + 1, label, f"{value:.6g}"])
 
     def _drop_curve_after(self, iteration: int) -> None:
         path = self.run_dir / ACCURACY_CURVE
-        rows = _read_csv(path)
+        rows = read_curve_rows(path)
         kept = [row for row in rows if int(row["iteration"]) <= iteration]
         if len(kept) == len(rows):
             return
         with atomic_open(path, newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=_CURVE_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=CURVE_FIELDS)
             writer.writeheader()
             writer.writerows(kept)

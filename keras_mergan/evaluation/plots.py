@@ -7,7 +7,7 @@
   row per task checkpoint, one column per class; classes not yet seen at a
   task are left black.
 - `plot_accuracy_matrix`: heatmap of the task-by-class accuracy matrix
-  (`keras_mergan.continual`), classes in the order they were learned.
+  (`keras_mergan.evaluation.continual`), classes in the order they were learned.
 - `plot_feature_tsne` (Fig. 4): t-SNE of the evaluator's features of real
   test images of one class (red) and of images of that class generated after
   some tasks.
@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from keras_mergan.continual import AccuracyMatrix
 from keras_mergan.data import ImageDataset
-from keras_mergan.evaluation import load_run
-from keras_mergan.evaluator import Evaluator
-from keras_mergan.run import class_sampler, read_accuracy_curve
+from keras_mergan.evaluation.accuracy import class_sampler, read_accuracy_curve
+from keras_mergan.evaluation.continual import AccuracyMatrix
+from keras_mergan.evaluation.evaluator import Evaluator
+from keras_mergan.evaluation.run_scores import load_run
 from keras_mergan.run_folder import (
+    PLOTS_FOLDER,
     atomic_open,
     finished_tasks,
     load_task_model,
@@ -49,7 +50,6 @@ __all__ = [
     "plot_run",
 ]
 
-PLOTS_FOLDER = "plots"
 REAL_COLOR = "tab:red"
 
 
@@ -93,15 +93,15 @@ def plot_forgetting_curves(
             color=f"C{index % 10}",
             label=_class_name(info, label),
         )
-    steps = info.get("iters_per_task")
+    steps = info.iters_per_task
     if steps:
-        for boundary in range(1, len(info.get("tasks", []))):
+        for boundary in range(1, info.num_tasks):
             axes.axvline(boundary * steps, color="grey", linestyle=":", linewidth=1)
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.set_xlabel("iteration")
     axes.set_ylabel("evaluator accuracy (%)")
     axes.set_ylim(-2, 102)
-    axes.set_title(f"Accuracy per class during training ({info.get('method', '')})")
+    axes.set_title(f"Accuracy per class during training ({info.method})")
     axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
     return _save(figure, _plot_path(run_dir, path, "forgetting_curves.png"))
 
@@ -121,7 +121,7 @@ def plot_accuracy_matrix(
     info = read_run_info(run_dir)
     matrix = AccuracyMatrix.from_rows(
         [read_task_metrics(run_dir, number) for number in _checkpoints(run_dir)],
-        info["class_names"],
+        info.class_names,
     )
     if not matrix.tasks:
         raise FileNotFoundError(
@@ -150,7 +150,7 @@ def plot_accuracy_matrix(
     axes.set_yticks(range(rows), [str(task) for task in matrix.tasks])
     axes.set_xlabel("class (in the order learned)")
     axes.set_ylabel("after task")
-    axes.set_title(f"Accuracy (%) per task and class ({info.get('method', '')})")
+    axes.set_title(f"Accuracy (%) per task and class ({info.method})")
     figure.colorbar(image, ax=axes, label="evaluator accuracy (%)")
     return _save(figure, _plot_path(run_dir, path, "accuracy_matrix.png"))
 
@@ -174,8 +174,8 @@ def grid_evolution(
     info = read_run_info(run_dir)
     numbers = _checkpoints(run_dir)
     classes = _run_classes(info)
-    z = fixed_latents(num_latents, int(info["latent_dim"]), seed)
-    height, width, channels = info["image_shape"]
+    z = fixed_latents(num_latents, int(info.latent_dim), seed)
+    height, width, channels = info.image_shape
     cells = np.zeros(
         (len(numbers), len(classes), num_latents, height, width, channels), "uint8"
     )
@@ -206,7 +206,7 @@ def plot_grid_evolution(
     info = read_run_info(run_dir)
     cells = grid_evolution(run_dir, num_latents, seed)
     numbers, classes = _checkpoints(run_dir), _run_classes(info)
-    height, width, channels = info["image_shape"]
+    height, width, channels = info.image_shape
     padding = 2
     canvas = grid_image(
         cells.reshape(
@@ -236,7 +236,7 @@ def plot_grid_evolution(
         [f"task {n}" for n in numbers],
     )
     axes.tick_params(length=0)
-    axes.set_title(f"The same z after each task ({info.get('method', '')})")
+    axes.set_title(f"The same z after each task ({info.method})")
     return _save(figure, _plot_path(run_dir, path, "grid_evolution.png"))
 
 
@@ -274,7 +274,7 @@ def plot_feature_tsne(
         info, dataset = load_run(run_dir)
     else:
         info = read_run_info(run_dir)
-    label = int(info["tasks"][0][0] if label is None else label)
+    label = int(info.tasks[0][0] if label is None else label)
     numbers = _checkpoints(run_dir)
     seeing = [
         n for n in numbers if label in read_task_metrics(run_dir, n)["seen_classes"]
@@ -318,7 +318,7 @@ def plot_feature_tsne(
     axes.set_yticks([])
     axes.set_title(
         f"t-SNE of evaluator features, class {_class_name(info, label)} "
-        f"({info.get('method', '')})"
+        f"({info.method})"
     )
     axes.legend(fontsize="small", markerscale=2)
     return _save(figure, _plot_path(run_dir, path, f"tsne_class_{label}.png"))
@@ -355,7 +355,7 @@ def plot_run(
 
 
 def _run_classes(info: dict) -> list[int]:
-    return sorted({int(c) for task in info["tasks"] for c in task})
+    return sorted({int(c) for task in info.tasks for c in task})
 
 
 def _checkpoints(run_dir) -> list[int]:
@@ -366,5 +366,5 @@ def _checkpoints(run_dir) -> list[int]:
 
 
 def _class_name(info: dict, label: int) -> str:
-    names = info.get("class_names", [])
+    names = info.class_names
     return str(names[label]) if 0 <= label < len(names) else str(label)

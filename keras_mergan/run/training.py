@@ -1,0 +1,572 @@
+"""`train_run`: train a method over a task sequence into a run folder.
+
+This is what `keras-mergan train` does, for Python users: the same
+checkpoints and resume, sample grids, metrics, evaluator scores and exports.
+"""
+
+import dataclasses
+import importlib.util
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+
+from keras_mergan.backend.distribution import data_parallel, training_devices
+from keras_mergan.backend.precision import precision_scope
+from keras_mergan.data import (
+    DatasetError,
+    ImageDataset,
+    align_categories,
+    load_dataset,
+    resolve_categories,
+)
+from keras_mergan.data.tasks import TaskStream, cumulative_tasks, split_tasks
+from keras_mergan.evaluation.evaluator import Evaluator
+from keras_mergan.methods import METHODS
+from keras_mergan.methods.optimizers import wgan_adam
+from keras_mergan.models import (
+    build_dcgan_critic,
+    build_dcgan_generator,
+    build_resnet_critic,
+    build_resnet_generator,
+)
+from keras_mergan.run.callbacks import (
+    ReportContext,
+    RunRecorder,
+    TaskExport,
+    TaskProgress,
+    TaskSequence,
+    TrainingCheckpoint,
+    report_callbacks,
+)
+from keras_mergan.run.config import RunConfig
+from keras_mergan.run.resume import (
+    ResumePoint,
+    RunMismatchError,
+    check_run_info,
+    find_resume_point,
+    fit_tasks,
+)
+from keras_mergan.run_folder import (
+    CHECKPOINT_FOLDER,
+    RUN_INFO,
+    TENSORBOARD_FOLDER,
+    RunFolderError,
+    RunInfo,
+    finished_tasks,
+    read_run_info,
+    read_task_metrics,
+)
+
+
+def train_run(
+    config: RunConfig,
+    run_dir: str | os.PathLike | None = None,
+    verbose: int = 1,
+    log: Callable[[str], None] = print,
+    tensorboard: str | os.PathLike | None = None,
+) -> Path:
+    """Trains `config` into `run_dir`, resuming what an earlier call left.
+
+    Writes `run.json` (the resolved config under `"config"`, and what the
+    run found: categories, tasks, backend, devices, the model's config), then
+    per task `task_XX/gan.keras`, `grid.png` and `metrics.json` (evaluator
+    accuracy per seen category unless `config.eval_samples` is 0), a row of
+    `metrics.csv`, and with `config.export` the task's SavedModel and ONNX
+    export. Training state is saved every `config.checkpoint_every`
+    iterations; calling again with the same config continues from it.
+
+    This is `prepare_run` followed by `keras_mergan.run.resume.fit_tasks`, which
+    is `model.fit` with the run's callbacks, split where a resumed task
+    continues part-way.
+
+    Args:
+        config: what to train.
+        run_dir: the run folder (default `runs/<method>-<dataset>`).
+        verbose: 0 silent; otherwise a header, progress (a bar on a terminal,
+            lines elsewhere) and an accuracy line per task (`TaskProgress`).
+        log: where progress messages go.
+        tensorboard: a folder for TensorBoard summaries (losses per
+            iteration, accuracy and grid per task; `keras_mergan.run.tensorboard`),
+            "" for `run_dir/tensorboard`, None for none.
+
+    Returns:
+        The run folder.
+
+    Raises:
+        ValueError: the folder holds a run with another configuration, or the
+            data or task sequence cannot be used (`DatasetError`).
+
+    Example:
+
+    >>> # train_run(RunConfig(method="jtr", preset="fast", tasks="0-2"), "runs/jtr")
+    """
+    # Entered first: TensorFlow can split a CPU into devices only before it
+    # starts, and models must be built inside the scope to be distributed.
+    with data_parallel(config.devices):
+        run = prepare_run(config, run_dir, verbose, log, tensorboard)
+        stream, start = run.stream, run.start
+        if start.task == stream.num_tasks:
+            log(f"All {stream.num_tasks} tasks of {run.run_dir} are already trained.")
+        elif (start.task, start.step) != (0, 0):
+            log(
+                f"Resuming at {start.describe(stream.steps_per_task)} "
+                f"({start.completed_tasks} finished tasks kept)"
+            )
+        fit_tasks(
+            run.model,
+            run.stream,
+            run.run_dir,
+            run.callbacks,
+            start=run.start,
+            checkpoint_every=config.checkpoint_every,
+            # Progress is the run's TaskProgress callback, in tasks.
+            verbose=0,
+        )
+    log(accuracy_summary(run.run_dir))
+    return run.run_dir
+
+
+@dataclasses.dataclass
+class PreparedRun:
+    """A compiled model, its task stream and the callbacks that write its run.
+
+    Attributes:
+        config: the resolved configuration (preset and dataset applied).
+        run_dir: the run folder.
+        model: the compiled method model.
+        stream: the whole task sequence, one task per epoch.
+        callbacks: `RunRecorder` and, as configured, `UnconditionalReport`
+            and `TaskExport` (`keras_mergan.run.callbacks`); `TaskSequence` and
+            `TrainingCheckpoint` go around them (see `fit_callbacks`).
+        start: where an earlier run in `run_dir` stopped.
+    """
+
+    config: RunConfig
+    run_dir: Path
+    model: keras.Model
+    stream: TaskStream
+    callbacks: list[keras.callbacks.Callback]
+    start: ResumePoint
+
+    def fit_callbacks(self) -> list[keras.callbacks.Callback]:
+        """Every callback of a fresh run's `model.fit`, in order.
+
+        Example:
+
+        >>> # run.model.fit(run.stream, epochs=run.stream.num_tasks,
+        >>> #               steps_per_epoch=run.stream.steps_per_task,
+        >>> #               shuffle=False, callbacks=run.fit_callbacks())
+        """
+        checkpoint = TrainingCheckpoint(
+            self.run_dir / CHECKPOINT_FOLDER,
+            self.stream,
+            self.config.checkpoint_every,
+        )
+        return [TaskSequence(self.stream), *self.callbacks, checkpoint]
+
+
+def prepare_run(
+    config: RunConfig,
+    run_dir: str | os.PathLike | None = None,
+    verbose: int = 1,
+    log: Callable[[str], None] = print,
+    tensorboard: str | os.PathLike | None = None,
+) -> PreparedRun:
+    """Loads the data, builds and compiles the model, and makes the callbacks.
+
+    For Python users who drive `model.fit` themselves and want the same run
+    folder as `train_run`. With `config.devices > 1`, call it and fit inside
+    `keras_mergan.backend.distribution.data_parallel(config.devices)`. Its
+    parts are `load_run_data`, `build_model` and `run_callbacks`.
+
+    Arguments are those of `train_run`.
+
+    Raises:
+        ValueError: as `train_run`.
+
+    Example:
+
+    >>> # run = prepare_run(RunConfig(method="jtr", preset="fast", tasks="0-2"))
+    >>> # run.model.fit(run.stream, epochs=run.stream.num_tasks,
+    >>> # ...           steps_per_epoch=run.stream.steps_per_task,
+    >>> # ...           shuffle=False, callbacks=run.fit_callbacks())
+    """
+    if tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError(
+            "--tensorboard needs TensorBoard: pip install 'keras-mergan[tensorboard]'"
+        )
+    run_dir = Path(
+        run_dir or Path("runs") / f"{config.method}-{Path(config.dataset).stem}"
+    )
+    stored = stored_run(run_dir)
+    data = load_run_data(config, stored, len(finished_tasks(run_dir)))
+    config = data.config
+    if data.kept_tasks:
+        check_extension(run_dir, stored, config)
+    gan, precision = build_model(config, data.dataset)
+    info = run_record(config, data, gan, precision, stored)
+    if data.kept_tasks:
+        log(
+            f"Extending {run_dir}: {data.kept_tasks} tasks kept, "
+            f"{len(data.tasks) - data.kept_tasks} new"
+        )
+    else:
+        check_run_info(run_dir, info)
+    start = find_resume_point(run_dir, data.stream)
+    callbacks = run_callbacks(
+        config, data, info, run_dir, start, verbose, log, tensorboard, stored
+    )
+    if start.task < data.stream.num_tasks:
+        log(
+            f"Training {config.method} ({config.preset} preset) on "
+            f"{data.dataset.name}: {len(data.tasks)} tasks x "
+            f"{config.iters_per_task} iterations, backend "
+            f"{keras.config.backend()} in {precision}, writing to {run_dir}"
+        )
+    return PreparedRun(config, run_dir, gan, data.stream, callbacks, start)
+
+
+@dataclasses.dataclass
+class RunData:
+    """A run's dataset, its task layout and the stream that feeds them.
+
+    Attributes:
+        config: the config with the dataset's preset values filled in.
+        dataset: the loaded `ImageDataset`.
+        tasks: the categories of each task.
+        training_tasks: the categories trained on in each task (every earlier
+            one too for a cumulative method, joint training).
+        stream: the `TaskStream` over `training_tasks`.
+        kept_tasks: tasks of an earlier run that this one extends (0: none);
+            their data need not be in `dataset`.
+    """
+
+    config: RunConfig
+    dataset: ImageDataset
+    tasks: list[list[int]]
+    training_tasks: list[list[int]]
+    stream: TaskStream
+    kept_tasks: int = 0
+
+
+def stored_run(run_dir: str | os.PathLike) -> RunInfo | None:
+    """The record of the run already in `run_dir`, or None if there is none."""
+    if not (Path(run_dir) / RUN_INFO).is_file():
+        return None
+    try:
+        return RunInfo.read(run_dir)
+    except RunFolderError as error:
+        raise RunMismatchError(str(error)) from None
+
+
+def load_run_data(
+    config: RunConfig, stored: RunInfo | None = None, finished: int = 0
+) -> RunData:
+    """Loads `config.dataset`, parses `config.tasks` and makes the task stream.
+
+    With the record of a run already in the folder (`stored`), the dataset's
+    categories are matched to the run's by name (new ones are appended), and
+    a task list that begins with the run's tasks and adds more extends it.
+    The `finished` tasks need no data: the data may hold only the new tasks'
+    categories.
+
+    Raises:
+        DatasetError: the data or the task sequence cannot be used; the
+            message names the option the user gave.
+    """
+    try:
+        dataset = load_dataset(
+            config.dataset, image_size=config.image_size, stream=config.stream_images
+        )
+    except DatasetError as error:
+        raise DatasetError(f"--dataset {config.dataset}: {error}") from error
+    config = config.for_dataset(dataset.name)
+    if stored is not None:
+        dataset = align_categories(dataset, stored.class_names)
+    try:
+        tasks = parse_tasks(config.tasks, dataset, config.classes_per_task)
+    except DatasetError as error:
+        raise DatasetError(f"--tasks {config.tasks}: {error}") from error
+    kept = 0
+    if stored is not None and _extends(tasks, stored.tasks):
+        kept = stored.num_tasks
+    training_tasks = (
+        cumulative_tasks(tasks) if METHODS[config.method].cumulative else tasks
+    )
+    stream = TaskStream(
+        dataset.x_train,
+        dataset.y_train,
+        training_tasks,
+        steps_per_task=config.iters_per_task,
+        batch_size=config.batch_size,
+        n_critic=config.n_critic,
+        seed=config.seed,
+        trained_tasks=finished,
+        # Batches are made (and streamed images decoded) in Keras' worker
+        # threads while the step runs. Workers also turn tf.data's autotuning
+        # off: under TensorFlow its model thread made every `fit` wait up to
+        # a minute on return (the input pipeline's teardown waits for it).
+        workers=2,
+    )
+    return RunData(config, dataset, tasks, training_tasks, stream, kept)
+
+
+def _extends(tasks: list[list[int]], earlier: list[list[int]]) -> bool:
+    return len(tasks) > len(earlier) and tasks[: len(earlier)] == earlier
+
+
+#: Settings a run extended with new tasks must keep: they shape the model.
+FIXED_WHEN_EXTENDING = ("method", "architecture", "width", "latent_dim", "image_size")
+
+
+def check_extension(run_dir: Path, stored: RunInfo, config: RunConfig) -> None:
+    """Refuse to extend a run that is unfinished or whose model would change.
+
+    Raises:
+        RunMismatchError: one line naming what stands in the way.
+    """
+    done = len(finished_tasks(run_dir))
+    if done < stored.num_tasks:
+        raise RunMismatchError(
+            f"{run_dir} has finished {done} of its {stored.num_tasks} tasks: "
+            "finish it first (repeat its command), then add tasks"
+        )
+    _refuse_model_changes(run_dir, stored.config, config.to_dict())
+
+
+def _refuse_model_changes(run_dir, stored: dict, wanted: dict) -> None:
+    changed = [
+        f"--{name.replace('_', '-')} ({stored[name]} there, {wanted[name]} now)"
+        for name in FIXED_WHEN_EXTENDING
+        if name in stored and name in wanted and stored[name] != wanted[name]
+    ]
+    if changed:
+        raise RunMismatchError(
+            f"cannot extend {run_dir}: {', '.join(changed)} would change the "
+            "model; new tasks continue the same one"
+        )
+
+
+def extension_config(
+    run_dir: str | os.PathLike, add_tasks: str | None = None, **settings
+) -> RunConfig:
+    """The config that continues the run in `run_dir`: its own, with `settings`.
+
+    `add_tasks` appends tasks to the run's ('/' separates tasks, ',' the
+    categories of one: "2", "bird", "2/3"); `settings` are `RunConfig`
+    fields to change (a `dataset` holding only the new categories, say).
+
+    Example:
+
+    >>> # train_run(extension_config("runs/jtr", "2", dataset="digit2.npz"),
+    >>> #           "runs/jtr")
+    """
+    info = read_run_info(run_dir)
+    stored = RunConfig.from_run_dir(run_dir).to_dict()
+    _refuse_model_changes(run_dir, stored, settings)
+    values = {**stored, **settings}
+    if add_tasks:
+        kept = "/".join(",".join(str(c) for c in task) for task in info.tasks)
+        values["tasks"] = f"{kept}/{add_tasks}"
+    return RunConfig.from_dict(values)
+
+
+def build_model(config: RunConfig, dataset: ImageDataset) -> tuple[keras.Model, str]:
+    """The method's model for the dataset, compiled; and the precision it uses.
+
+    Seeds Keras with `config.seed` first, so the same config builds the same
+    weights.
+    """
+    keras.utils.set_random_seed(config.seed)
+    with precision_scope(config.precision) as precision:
+        gan = METHODS[config.method].model_class(
+            *build_networks(config, dataset), **config.method_options()
+        )
+    warmup = config.warmup_iterations
+    gan.compile(
+        generator_optimizer=wgan_adam(
+            "generator_adam", config.learning_rate, warmup, config.beta_1
+        ),
+        critic_optimizer=wgan_adam(
+            "critic_adam", config.learning_rate, warmup * config.n_critic, config.beta_1
+        ),
+    )
+    return gan, precision
+
+
+def run_record(
+    config: RunConfig,
+    data: RunData,
+    gan: keras.Model,
+    precision: str,
+    stored: RunInfo | None = None,
+) -> RunInfo:
+    """The `RunInfo` that `run.json` records for this run (`stored`: the run
+    it extends, whose first dataset and task sources it keeps)."""
+    continued = stored is not None and data.tasks[: stored.num_tasks] == stored.tasks
+    earlier = stored.task_datasets[: stored.num_tasks] if continued else []
+    return RunInfo(
+        method=config.method,
+        dataset=stored.dataset if continued else config.dataset,
+        task_datasets=[*earlier, *[config.dataset] * (len(data.tasks) - len(earlier))],
+        evaluator=stored.evaluator if continued else "",
+        class_names=list(data.dataset.class_names),
+        tasks=data.tasks,
+        latent_dim=config.latent_dim,
+        image_shape=list(data.dataset.image_shape),
+        training_tasks=data.training_tasks,
+        config=config.to_dict(),
+        precision=precision,
+        backend=keras.config.backend(),
+        keras_version=keras.__version__,
+        devices=training_devices(),
+        # Keras numbers the default model name per process: not a setting.
+        model_config={
+            k: v
+            for k, v in gan.get_config().items()
+            if k not in ("generator", "critic", "name")
+        },
+    )
+
+
+def run_callbacks(
+    config: RunConfig,
+    data: RunData,
+    info: RunInfo,
+    run_dir: Path,
+    start: ResumePoint,
+    verbose: int = 1,
+    log: Callable[[str], None] = print,
+    tensorboard: str | os.PathLike | None = None,
+    stored: RunInfo | None = None,
+) -> list[keras.callbacks.Callback]:
+    """The callbacks that write the run: recorder, progress, the method's
+    reports (`Method.reports`), TensorBoard and export, in that order."""
+    method = METHODS[config.method]
+    stream, dataset = data.stream, data.dataset
+    evaluator = None
+    if config.eval_samples > 0 and start.task < stream.num_tasks:
+        evaluator = run_evaluator(data, info, verbose, log)
+        if evaluator is not None and evaluator.cache_path:
+            info = dataclasses.replace(info, evaluator=str(evaluator.cache_path))
+    callbacks = [
+        RunRecorder(
+            run_dir,
+            stream,
+            info,
+            evaluator if method.conditional else None,
+            config.eval_samples,
+            seed=config.seed,
+            eval_every=config.eval_every,
+        )
+    ]
+    if verbose:
+        callbacks.append(
+            TaskProgress(
+                stream, dataset.class_names, run_dir, start.task, start.step, log=log
+            )
+        )
+    context = ReportContext(
+        run_dir, stream, dataset, evaluator, config.eval_samples, config.seed, log
+    )
+    callbacks += report_callbacks(method.reports, context)
+    if tensorboard is not None:
+        from keras_mergan.run.tensorboard import tensorboard_callbacks
+
+        callbacks += tensorboard_callbacks(
+            tensorboard or run_dir / TENSORBOARD_FOLDER,
+            run_dir,
+            stream,
+            dataset.class_names,
+        )
+    if config.export:
+        callbacks.append(TaskExport(run_dir))
+    return callbacks
+
+
+def run_evaluator(data: RunData, info: RunInfo, verbose: int, log) -> Evaluator | None:
+    """The evaluator that scores the run: the dataset's, or for tasks added
+    from other data, the one the run was scored with (that data is not read
+    again; categories it does not know are reported unscored)."""
+    if info.task_datasets[-1] != info.dataset:
+        if not info.evaluator or not Path(info.evaluator).is_file():
+            log("No evaluator recorded for this run: the new tasks go unscored.")
+            return None
+        classifier = keras.saving.load_model(info.evaluator, compile=False)
+        known = info.class_names[: int(classifier.outputs[0].shape[-1])]
+        evaluator = Evaluator(classifier, known)
+        evaluator.cache_path = Path(info.evaluator)
+        return evaluator
+    log("Preparing the evaluator (trained once per dataset, then cached)...")
+    # One line per epoch: readable on a terminal and in a log file alike.
+    return Evaluator.for_dataset(data.dataset, verbose=2 if verbose else 0)
+
+
+def parse_tasks(
+    spec: str | None, dataset, classes_per_task: int = 1
+) -> list[list[int]]:
+    """Task groups from text: "0-9", "0,1,2", "0,1/2,3" or category names.
+
+    `/` separates tasks and `,` the classes inside one; without `/`, the
+    listed classes form consecutive groups of `classes_per_task`. Names and
+    indices are resolved against the dataset's categories.
+
+    Example:
+
+    >>> from keras_mergan.data import load_dataset
+    >>> parse_tasks("0,1/2", load_dataset("digits"))
+    [[0, 1], [2]]
+    """
+    if not spec:
+        return split_tasks(range(dataset.num_classes), classes_per_task)
+    if "/" in spec:
+        tasks = [_parse_group(group, dataset) for group in spec.split("/")]
+    else:
+        tasks = split_tasks(_parse_group(spec, dataset), classes_per_task)
+    classes = [c for task in tasks for c in task]
+    if not tasks or any(not task for task in tasks):
+        raise DatasetError(f"--tasks {spec!r} has an empty task")
+    if len(set(classes)) != len(classes):
+        raise DatasetError(f"--tasks {spec!r} lists a class twice")
+    return tasks
+
+
+def _parse_group(text: str, dataset) -> list[int]:
+    items: list[str | int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        low, dash, high = part.partition("-")
+        if dash and low.strip().isdigit() and high.strip().isdigit():
+            items.extend(range(int(low), int(high) + 1))
+        else:
+            items.append(part)
+    return resolve_categories(dataset, items)
+
+
+def build_networks(config: RunConfig, dataset) -> tuple[keras.Model, keras.Model]:
+    """(generator, critic) of `config.architecture` for the dataset's images."""
+    classes, channels = dataset.num_classes, dataset.channels
+    if config.architecture == "resnet":
+        return (
+            build_resnet_generator(
+                classes, channels, config.latent_dim, config.image_size, config.width
+            ),
+            build_resnet_critic(classes, channels, config.image_size, config.width),
+        )
+    return (
+        build_dcgan_generator(classes, channels, config.latent_dim, width=config.width),
+        build_dcgan_critic(classes, channels, config.image_size, width=config.width),
+    )
+
+
+def accuracy_summary(run_dir: str | os.PathLike) -> str:
+    """The accuracy-per-task table of a run folder and where its files are."""
+    from keras_mergan.evaluation.tables import format_accuracy_table
+
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    metrics = [read_task_metrics(run_dir, n) for n in finished_tasks(run_dir)]
+    rows = [m for m in metrics if "accuracy" in m]
+    table = format_accuracy_table(rows, info.class_names) + "\n" if rows else ""
+    return f"{table}Run written to {run_dir} (grids: {run_dir}/task_*/grid.png)"
