@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import TINY_CLI_RUN
+from helpers import TINY_CLI_RUN, wiring_test
 
 import keras_mergan
 from keras_mergan import cli
@@ -92,6 +92,7 @@ def _python(code: str) -> subprocess.CompletedProcess:
     )
 
 
+@wiring_test
 @pytest.mark.parametrize("order", ["keras_mergan first", "keras first"])
 def test_plain_keras_loads_a_saved_run_after_importing_the_package(
     tmp_path, order
