@@ -22,7 +22,7 @@ digits 0..9, one digit per task, into
 training command checkpoints as it goes, so running the benchmark again after
 an interruption resumes each unfinished method where it stopped and skips
 finished ones; ``--fresh`` starts over. After each run, the evaluator
-accuracy of generated images (mean over seen classes, DESIGN.md section 4) is
+accuracy of generated images (mean over seen classes; docs/design-notes.md) is
 read from ``task_05/metrics.json`` and ``task_10/metrics.json`` and printed
 beside the paper's Table 1. Results go to
 ``benchmarks/results/table1_[svhn_]<preset>_<iterations>_<backend>[_bfloat16].{json,md}``;

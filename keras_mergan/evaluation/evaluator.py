@@ -1,7 +1,7 @@
 """A CNN classifier trained on real data that scores generated images.
 
-Evaluation protocol (DESIGN.md section 4): for every seen class ``c``, generate
-``N`` images conditioned on ``c``; the accuracy of class ``c`` is the fraction
+Evaluation protocol (docs/design-notes.md, "Evaluation protocol"): for every
+seen class ``c``, generate ``N`` images conditioned on ``c``; the accuracy of class ``c`` is the fraction
 the evaluator labels ``c``. The evaluator's penultimate-layer features serve
 as an offline feature space for FID and t-SNE.
 
@@ -12,8 +12,8 @@ version, the number of epochs and the seed. The cache directory is
 
 The package ships the evaluator of its built-in digits under the same name in
 ``keras_mergan/datasets/`` (``PACKAGED_DIR``), so that a first run on them
-spends its minutes on the GAN: a first training took 85 s of the README's
-first command. It was made by the default recipe, with
+spends its minutes on the GAN rather than on training a classifier. It was
+made by the default recipe, with
 ``Evaluator.for_dataset(load_dataset("digits"), cache_dir=PACKAGED_DIR)``, and
 stops matching (and is retrained as any other) when the data, the
 architecture version, the epochs or the seed change.

@@ -4,7 +4,7 @@ For every task checkpoint ``RUN_DIR/task_XX/gan.keras`` and every class seen
 up to that task, `evaluate_run` generates ``samples`` images (the z stream of
 `keras_mergan.run.recorder.class_sampler`, so the accuracies equal those recorded
 during training with the same seed and sample count) and reports
-(DESIGN.md section 4):
+(docs/design-notes.md, "Evaluation protocol"):
 
 - accuracy: the fraction of a class's images the evaluator labels as that
   class, per class and averaged over the seen classes;
@@ -14,8 +14,8 @@ during training with the same seed and sample count) and reports
   test images per class (100 in the built-in digits) the per-class value is
   biased upwards: compare it between runs of the same dataset only. The
   value over all classes compares the two pooled sets, not the classes one
-  by one: it can be lower than every per-class value (README, "FID over all
-  classes and per class");
+  by one: it can be lower than every per-class value (docs/evaluation.md,
+  "FID over all classes and per class");
 - KID (unbiased, no sample-size bias) and precision, recall, density and
   coverage (k-NN manifolds, k = 3) on the same features, per class and
   overall (`keras_mergan.evaluation.scores`);
