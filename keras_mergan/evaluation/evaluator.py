@@ -1,8 +1,8 @@
 """A CNN classifier trained on real data that scores generated images.
 
 Evaluation protocol (docs/design-notes.md, "Evaluation protocol"): for every
-seen class ``c``, generate ``N`` images conditioned on ``c``; the accuracy of class ``c`` is the fraction
-the evaluator labels ``c``. The evaluator's penultimate-layer features serve
+seen class ``c``, generate ``N`` images conditioned on ``c``; the accuracy of
+class ``c`` is the fraction the evaluator labels ``c``. The evaluator's penultimate-layer features serve
 as an offline feature space for FID and t-SNE.
 
 Trained evaluators are cached as ``.keras`` files, keyed by a hash of the
