@@ -2,8 +2,8 @@
 
 Evaluation protocol (docs/design-notes.md, "Evaluation protocol"): for every
 seen class ``c``, generate ``N`` images conditioned on ``c``; the accuracy of
-class ``c`` is the fraction the evaluator labels ``c``. The evaluator's penultimate-layer features serve
-as an offline feature space for FID and t-SNE.
+class ``c`` is the fraction the evaluator labels ``c``. The evaluator's
+penultimate-layer features serve as an offline feature space for FID and t-SNE.
 
 Trained evaluators are cached as ``.keras`` files, keyed by a hash of the
 dataset (name, shapes, a checksum of the pixels and labels), the architecture
