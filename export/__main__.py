@@ -72,6 +72,12 @@ def main(
         action="store_true",
         help="skip the parity check before publishing",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="export again the tasks whose export already comes from their "
+        "present gan.keras (by default those are kept byte for byte)",
+    )
     parser.add_argument("--python", default=None, help="interpreter with tensorflow")
     parser.add_argument(
         "--timeout", type=float, default=None, help="seconds, whole export"
@@ -108,6 +114,7 @@ def main(
             opset=args.opset,
             python=args.python,
             timeout=args.timeout,
+            force=args.force,
         )
     except ExportError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -17,6 +17,7 @@ whatever backend the calling process uses.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,11 +29,13 @@ from keras_mergan.run_folder import (
     finished_tasks,
     model_path,
     read_run_info,
+    sha256_file,
     task_dir,
+    task_folders,
 )
 
 from .errors import ExportError
-from .manifest import build_manifest, seen_classes, write_manifest
+from .manifest import MANIFEST, build_manifest, seen_classes, write_manifest
 from .protocol import run_worker
 from .publish import exclusive, publish, recover, staging_dir
 
@@ -63,6 +66,7 @@ def export_run(
     opset: int = DEFAULT_OPSET,
     python: str | None = None,
     timeout: float | None = None,
+    force: bool = False,
 ) -> list[Path]:
     """Export every task of a run (or the 1-based ``tasks``); returns their directories.
 
@@ -79,6 +83,13 @@ def export_run(
         python: interpreter of the TensorFlow subprocess (one with
             tensorflow, tf2onnx and keras_mergan); default this one.
         timeout: seconds after which the subprocess is killed.
+        force: export the selected tasks again even where their published
+            export already comes from the same `gan.keras`.
+
+    A task whose published export was made from the very `gan.keras` it has
+    now (the manifest's source hash) is kept as it is, byte for byte, unless
+    `force`: exporting a run extended with new tasks publishes only those,
+    and a server watching the folder sees no change to the earlier versions.
 
     Tasks are exported by one subprocess and published one by one as they
     finish. If any task fails, the others are still published and
@@ -108,6 +119,10 @@ def export_run(
         raise ExportError(f"{run_dir} has no finished task to export")
     out_dir = run_dir / EXPORT_FOLDER if out_dir is None else Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
+    current = {} if force else _current_exports(run_dir, out_dir, selected)
+    selected = [t for t in selected if t not in current]
+    if not selected:
+        return [current[t] for t in sorted(current)]
 
     published: dict[int, Path] = {}
     failures: dict[int, str] = {}
@@ -148,7 +163,25 @@ def export_run(
             f"\n--- export subprocess log (tail) ---\n{log_tail[0]}" if log_tail else ""
         )
         raise ExportError(f"export failed for {details} (published: {done}){log}")
-    return [published[t] for t in selected]
+    done = {**current, **published}
+    return [done[t] for t in sorted(done)]
+
+
+def _current_exports(run_dir: Path, out_dir: Path, tasks: list[int]) -> dict[int, Path]:
+    """The tasks whose published export was made from their present `gan.keras`."""
+    found = task_folders(out_dir, MANIFEST)
+    current = {}
+    for task in tasks:
+        if task not in found:
+            continue
+        try:
+            manifest = json.loads((found[task] / MANIFEST).read_text())
+            source = manifest["source"]["sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if source == sha256_file(model_path(run_dir, task)):
+            current[task] = found[task]
+    return current
 
 
 def _task_number(task) -> int:
