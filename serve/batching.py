@@ -27,6 +27,8 @@ class _Job:
     z: np.ndarray
     labels: np.ndarray
     future: asyncio.Future = field(repr=False)
+    timings: dict | None = None  # filled with "queue" and "compute_infer" seconds
+    queued_at: float = 0.0
 
 
 class DynamicBatcher:
@@ -46,6 +48,8 @@ class DynamicBatcher:
         max_batch: rows per merged call.
         max_wait: seconds the worker may wait for stragglers.
         executor: where ``run`` is called (default: the loop's).
+        observe: called as ``observe(rows, seconds)`` after each call of ``run``
+            (metrics and statistics).
 
     Example:
 
@@ -66,6 +70,7 @@ class DynamicBatcher:
         max_batch: int = MAX_BATCH,
         max_wait: float = MAX_WAIT,
         executor: Executor | None = None,
+        observe: Callable[[int, float], None] | None = None,
     ):
         if max_batch < 1 or max_wait < 0:
             raise ValueError("max_batch must be >= 1 and max_wait >= 0")
@@ -73,6 +78,7 @@ class DynamicBatcher:
         self.max_batch = max_batch
         self.max_wait = max_wait
         self._executor = executor
+        self._observe = observe
         self._queue: collections.deque[_Job] = collections.deque()
         self._worker: asyncio.Task | None = None
         self._last_size = 0  # requests in the previous batch
@@ -84,10 +90,16 @@ class DynamicBatcher:
         """Requests waiting for the next batch."""
         return len(self._queue)
 
-    async def generate(self, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """The output of ``run(z, labels)``, computed together with other requests."""
+    async def generate(
+        self, z: np.ndarray, labels: np.ndarray, timings: dict | None = None
+    ) -> np.ndarray:
+        """The output of ``run(z, labels)``, computed together with other requests.
+
+        ``timings``, if given, gets the seconds this request waited for its
+        batch (``queue``) and that its batch took (``compute_infer``).
+        """
         loop = asyncio.get_running_loop()
-        job = _Job(z, labels, loop.create_future())
+        job = _Job(z, labels, loop.create_future(), timings, loop.time())
         self._queue.append(job)
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._work())
@@ -135,6 +147,10 @@ class DynamicBatcher:
             z = np.concatenate([job.z for job in batch])
             labels = np.concatenate([job.labels for job in batch])
         self.calls += 1
+        started = loop.time()
+        for job in batch:
+            if job.timings is not None:
+                job.timings["queue"] = started - job.queued_at
         try:
             images = await loop.run_in_executor(self._executor, self._run, z, labels)
         except Exception as error:
@@ -142,8 +158,13 @@ class DynamicBatcher:
                 if not job.future.done():
                     job.future.set_exception(error)
             return
+        seconds = loop.time() - started
+        if self._observe is not None:
+            self._observe(len(z), seconds)
         start = 0
         for job in batch:
+            if job.timings is not None:
+                job.timings["compute_infer"] = seconds
             stop = start + len(job.z)
             if not job.future.done():
                 job.future.set_result(images[start:stop])
@@ -181,6 +202,11 @@ class ByteBudget:
         self._waiters: collections.deque[tuple[int, asyncio.Future]] = (
             collections.deque()
         )
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for memory."""
+        return len(self._waiters)
 
     async def acquire(self, nbytes: int) -> Lease:
         """Wait until ``nbytes`` are free and take them (FIFO, so none starves)."""

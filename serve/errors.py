@@ -92,3 +92,18 @@ class ExportIntegrityError(ServeError):
 
     status = 503
     code = "export_integrity"
+
+
+class ModelNotReadyError(ServeError):
+    """A model or version that exists but cannot serve (HTTP 400).
+
+    The Open Inference Protocol answers a model that is not ready with a
+    4xx status, as Triton does; the reason is in the message.
+
+    Example:
+
+    >>> ModelNotReadyError("version 2 is not ready").status
+    400
+    """
+
+    code = "not_ready"

@@ -8,6 +8,8 @@ versions are the exported tasks::
     GET  /v2/models/{name}[/versions/{task}]    model metadata
     GET  /v2/models/{name}[/versions/{task}]/ready
     POST /v2/models/{name}[/versions/{task}]/infer
+    GET  /v2/models/{name}/config               model configuration (Triton's)
+    GET  /v2/models[/{name}[/versions/{task}]]/stats   statistics (Triton's)
 
 Inference takes ``z`` (FP32 ``[N, latent_dim]``) and ``label`` (INT32 or
 INT64 ``[N]``, or ``[N, 1]`` as Triton's configuration declares it) and
@@ -21,9 +23,12 @@ returns ``image`` (FP32 ``[N, H, W, C]`` in the export's ``value_range``)::
         "outputs": [{"name": "image", "shape": [1, 32, 32, 1],
                      "datatype": "FP32", "data": [...]}]}
 
-``data`` may be flat (row-major) or nested. Errors are ``{"error": "..."}``
-with a 4xx status for a bad request, 503 for a task that cannot load.
-Triton's binary tensor extension is not supported.
+``data`` may be flat (row-major) or nested. Tensors may also travel as
+Triton's binary tensor data (:mod:`.tensors`), as ``tritonclient`` sends
+them by default. Without a version, inference uses the newest version that
+is ready. Errors are ``{"error": "..."}``: a 4xx status for a bad request
+and for a model or version that is not ready (as the protocol says), 503
+(with ``Retry-After``) when the server is overloaded.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+import time
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -39,26 +44,36 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from . import __version__
+from .admission import AdmissionLimits, read_body
 from .errors import (
     ExportIntegrityError,
     InvalidParameterError,
+    ModelNotReadyError,
     UnknownModelError,
     UnknownTaskError,
 )
 from .responses import GuardedRoute, json_response, payload_response
 from .sampler import Sampler
 from .service import GeneratorService, Payload, json_body, json_held
+from .stats import ModelStats
+from .tensors import (
+    HEADER_LENGTH,
+    binary_response,
+    read_request,
+    response_head,
+    split_body,
+)
 
 PLATFORM = "onnxruntime_onnx"
+EXTENSIONS = ["binary_tensor_data", "statistics", "model_configuration"]
 # Python objects per byte of JSON a parsed request holds at most: "0," is
 # two bytes and becomes a float (24 bytes) in a list slot (8), then numpy's
 # float64 copy (8).
 _PARSE_FACTOR = 20
 _INLINE_BYTES = 64 * 2**10
-_REQUEST_KEYS = {"id", "parameters", "inputs", "outputs"}
-_TENSOR_KEYS = {"name", "shape", "datatype", "parameters", "data"}
-_LABEL_TYPES = {"INT32", "INT64"}
-_VERSION = re.compile(r"^\d{1,6}$")
+# ASCII digits only: \d would also take other scripts' digits ("１").
+_VERSION = re.compile(r"^[0-9]{1,6}$")
+_TRITON_TYPES = {"float32": "TYPE_FP32", "int32": "TYPE_INT32", "int64": "TYPE_INT64"}
 
 # For a generator with the default latent_dim of 128 (the model metadata
 # gives the actual one).
@@ -74,152 +89,6 @@ INFER_EXAMPLE = {
 
 def _bad(message: str) -> InvalidParameterError:
     return InvalidParameterError(message)
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number")
-
-
-def parse_request(body: bytes) -> dict:
-    """The JSON of an inference request; NaN and Infinity are refused."""
-    try:
-        payload = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as error:
-        message = str(error)[:120] if isinstance(error, ValueError) else "too deep"
-        raise _bad(f"the request body is not valid JSON: {message}") from None
-    if not isinstance(payload, dict):
-        raise _bad("the request body must be a JSON object with 'inputs'")
-    return payload
-
-
-def _shape(spec: dict, name: str) -> list[int]:
-    shape = spec.get("shape")
-    if (
-        not isinstance(shape, list)
-        or not 1 <= len(shape) <= 8
-        or not all(type(d) is int and 0 <= d < 2**31 for d in shape)
-    ):
-        raise _bad(f"input {name!r}: shape must be a list of non-negative integers")
-    return shape
-
-
-def _tensor(spec: dict, name: str, kinds: str) -> np.ndarray:
-    """``spec``'s data as an array of its declared shape (numbers of ``kinds``)."""
-    shape = _shape(spec, name)
-    data = spec.get("data")
-    if not isinstance(data, list):
-        raise _bad(
-            f"input {name!r}: data must be a JSON array (binary data is not supported)"
-        )
-    try:
-        array = np.asarray(data)
-    except (ValueError, TypeError, RecursionError):
-        raise _bad(f"input {name!r}: data must be numbers, nested evenly") from None
-    if array.dtype.kind not in kinds:
-        wanted = "integers" if kinds == "iu" else "numbers"
-        raise _bad(f"input {name!r}: data must be {wanted}")
-    if array.size != math.prod(shape):
-        raise _bad(
-            f"input {name!r}: shape {shape} needs {math.prod(shape)} values, "
-            f"data has {array.size}"
-        )
-    return array.reshape(shape)
-
-
-def read_inputs(
-    payload: dict, sampler: Sampler, max_samples: int
-) -> tuple[np.ndarray, np.ndarray, Any]:
-    """``(z, labels, request id)`` of an inference request, checked against the task.
-
-    Example:
-
-    >>> # z, labels, _ = read_inputs(json.loads(body), sampler, 1024)
-    """
-    unknown = sorted(set(payload) - _REQUEST_KEYS)
-    if unknown:
-        raise _bad(
-            f"unknown request field {unknown[0][:64]!r}; "
-            f"allowed: {', '.join(sorted(_REQUEST_KEYS))}"
-        )
-    request_id = payload.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise _bad("id must be a string")
-    parameters = payload.get("parameters", {})
-    if not isinstance(parameters, dict):
-        raise _bad("parameters must be a JSON object")
-    if parameters.get("binary_data_output"):
-        raise _bad("binary tensor data is not supported: ask for JSON outputs")
-    _check_outputs(payload.get("outputs"))
-    inputs = payload.get("inputs")
-    if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
-        raise _bad("inputs must be a list of tensors: z and label")
-    by_name: dict[str, dict] = {}
-    for spec in inputs:
-        name = spec.get("name")
-        if name not in ("z", "label"):
-            raise _bad(f"unknown input {str(name)[:64]!r}; inputs are z and label")
-        if name in by_name:
-            raise _bad(f"input {name!r} given twice")
-        extra = sorted(set(spec) - _TENSOR_KEYS)
-        if extra:
-            raise _bad(f"input {name!r}: unknown field {extra[0][:64]!r}")
-        if not isinstance(spec.get("parameters", {}), dict):
-            raise _bad(f"input {name!r}: parameters must be a JSON object")
-        by_name[name] = spec
-    missing = sorted({"z", "label"} - set(by_name))
-    if missing:
-        raise _bad(f"input {missing[0]!r} is missing")
-
-    z_spec, label_spec = by_name["z"], by_name["label"]
-    if z_spec.get("datatype") != "FP32":
-        raise _bad("input 'z': datatype must be FP32")
-    if label_spec.get("datatype") not in _LABEL_TYPES:
-        raise _bad("input 'label': datatype must be INT32 or INT64")
-    z_shape, label_shape = _shape(z_spec, "z"), _shape(label_spec, "label")
-    n = z_shape[0]
-    if len(z_shape) != 2 or z_shape[1] != sampler.latent_dim:
-        raise _bad(f"input 'z': shape must be [N, {sampler.latent_dim}], got {z_shape}")
-    if label_shape not in ([n], [n, 1]):
-        raise _bad(
-            f"input 'label': shape must be [{n}] or [{n}, 1] to match z, "
-            f"got {label_shape}"
-        )
-    if not 1 <= n <= max_samples:
-        raise _bad(f"N must be in 1..{max_samples}, got {n}")
-    with np.errstate(over="ignore"):
-        z = _tensor(z_spec, "z", "iuf").astype(np.float32)
-    if not np.isfinite(z).all():
-        raise _bad("input 'z': values must be finite float32 numbers")
-    labels = _tensor(label_spec, "label", "iu").reshape(n)
-    learned = np.isin(labels, sampler.seen_classes)
-    if not learned.all():
-        bad = labels[~learned][0]
-        raise _bad(
-            f"input 'label': class {int(bad)} is not learned at version "
-            f"{sampler.task}; learned: "
-            f"{', '.join(map(str, sampler.seen_classes))}"
-        )
-    return z, labels, request_id
-
-
-def _check_outputs(outputs) -> None:
-    if outputs is None:
-        return
-    if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
-        raise _bad('outputs must be a list of {"name": "image"}')
-    for output in outputs:
-        if output.get("name") != "image":
-            raise _bad(
-                f"unknown output {str(output.get('name'))[:64]!r}; the output is image"
-            )
-        parameters = output.get("parameters", {})
-        if not isinstance(parameters, dict):
-            raise _bad("output 'image': parameters must be a JSON object")
-        if parameters.get("binary_data"):
-            raise _bad(
-                "binary tensor data is not supported: ask for JSON outputs "
-                "(binary_data false)"
-            )
 
 
 def model_metadata(name: str, sampler: Sampler, versions: list[int]) -> dict:
@@ -239,16 +108,63 @@ def model_metadata(name: str, sampler: Sampler, versions: list[int]) -> dict:
     }
 
 
-def oip_router(service: GeneratorService, model_name: str, max_body: int) -> APIRouter:
+def model_config(
+    name: str, sampler: Sampler, max_batch: int, max_wait: float
+) -> dict:
+    """Triton's model configuration, as JSON, of the model this server serves.
+
+    The fields and values of the ``config.pbtxt`` that the Triton export
+    writes for the same generator (``keras_mergan.export.triton``), with
+    this server's batching in place of the export's defaults (the same
+    unless the server was told otherwise): a Triton client sees one model
+    whichever server it talks to.
+    """
+    label = _TRITON_TYPES[sampler.manifest["inputs"]["label"]["dtype"]]
+    return {
+        "name": name,
+        "platform": PLATFORM,
+        "max_batch_size": max_batch,
+        "version_policy": {"all": {}},
+        "input": [
+            {"name": "z", "data_type": "TYPE_FP32", "dims": [sampler.latent_dim]},
+            {
+                "name": "label",
+                "data_type": label,
+                "dims": [1],
+                "reshape": {"shape": []},
+            },
+        ],
+        "output": [
+            {
+                "name": "image",
+                "data_type": "TYPE_FP32",
+                "dims": list(sampler.image_shape),
+            }
+        ],
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": round(max_wait * 1e6)
+        },
+    }
+
+
+def oip_router(
+    service: GeneratorService,
+    model_name: str,
+    max_body: int,
+    admission: AdmissionLimits | None = None,
+    stats: ModelStats | None = None,
+) -> APIRouter:
     """The ``/v2`` routes for ``service``'s tasks as versions of ``model_name``.
 
-    ``max_body`` is the request body limit, the memory reserved for parsing
-    a body whose size is not announced.
+    ``max_body`` is the request body limit; ``admission`` how fast a body
+    must arrive; ``stats`` collects the statistics extension's counters.
 
     Example:
 
     >>> # app.include_router(oip_router(service, "generator", 4 * 2**20))
     """
+    admission = admission or AdmissionLimits()
+    stats = stats or ModelStats()
     router = APIRouter(
         prefix="/v2", route_class=GuardedRoute, tags=["Open Inference Protocol v2"]
     )
@@ -260,36 +176,60 @@ def oip_router(service: GeneratorService, model_name: str, max_body: int) -> API
                 f"unknown model {name[:64]!r}; this server has {model_name!r}"
             )
 
-    def sampler_of(version: str | None) -> Sampler:
-        if version is not None and not _VERSION.match(version):
+    def task_number(version: str) -> int:
+        if not _VERSION.match(version):
             raise _bad(f"version must be a task number, got {version[:64]!r}")
-        return exports.sampler(version)
+        return int(version)
 
     def loadable() -> list[int]:
         return [task for task, error in exports.status().items() if error is None]
 
+    def newest_ready() -> Sampler:
+        """The newest version that loads, as Triton picks for an unversioned call."""
+        for task in reversed(exports.tasks()):
+            try:
+                return exports.sampler(task)
+            except (ExportIntegrityError, UnknownTaskError):
+                continue
+        raise ModelNotReadyError(f"no version of model {model_name!r} is ready")
+
+    def sampler_of(version: str | None) -> Sampler:
+        if version is None:
+            return newest_ready()
+        task = task_number(version)
+        try:
+            return exports.sampler(task)
+        except ExportIntegrityError as error:
+            raise ModelNotReadyError(
+                f"version {task} of model {model_name!r} is not ready: "
+                f"{error.message}"
+            ) from None
+
     @router.get("", summary="Server metadata")
     async def server_metadata() -> Response:
         return json_response(
-            {"name": "keras-mergan", "version": __version__, "extensions": []}
+            {"name": "keras-mergan", "version": __version__, "extensions": EXTENSIONS}
         )
 
     @router.get("/health/live", summary="The server answers")
     async def live() -> Response:
         return json_response({"live": True})
 
-    @router.get("/health/ready", summary="Every task loads (503 otherwise)")
+    @router.get("/health/ready", summary="Every task loads (400 otherwise)")
     async def ready() -> Response:
-        status = exports.status()
-        ok = bool(status) and all(error is None for error in status.values())
-        return json_response({"ready": ok}, 200 if ok else 503)
+        health = service.health()
+        ok = health["status"] == "ok"
+        if ok:
+            return json_response({"ready": True})
+        reason = health.get("error") or f"versions {health['broken']} cannot load"
+        return json_response({"ready": False, "error": f"not ready: {reason}"}, 400)
 
-    @router.get("/models/{name}", summary="Model metadata (latest task)")
+    @router.get("/models/{name}", summary="Model metadata (newest ready version)")
     async def metadata(name: str) -> Response:
         check_name(name)
         versions = loadable()
         if not versions:
-            raise UnknownTaskError("no task of this model can be loaded", "task")
+            raise ModelNotReadyError(f"no version of model {name!r} is ready")
         return json_response(
             model_metadata(name, exports.sampler(versions[-1]), versions)
         )
@@ -300,60 +240,111 @@ def oip_router(service: GeneratorService, model_name: str, max_body: int) -> API
         sampler = sampler_of(version)
         return json_response(model_metadata(name, sampler, [sampler.task]))
 
+    @router.get("/models/{name}/config", summary="Model configuration (Triton)")
+    async def config(name: str) -> Response:
+        check_name(name)
+        sampler = newest_ready()
+        return json_response(
+            model_config(name, sampler, service.max_batch, service.max_wait)
+        )
+
     async def model_ready(name: str, version: str | None) -> Response:
         check_name(name)
+        if service.draining:
+            error = "the server is shutting down"
+            return json_response({"name": name, "ready": False, "error": error}, 400)
         try:
             sampler_of(version)
-        except ExportIntegrityError:
-            return json_response({"name": name, "ready": False}, 503)
+        except ModelNotReadyError as error:
+            body = {"name": name, "ready": False, "error": error.message}
+            return json_response(body, 400)
         return json_response({"name": name, "ready": True})
 
-    @router.get("/models/{name}/ready", summary="The latest task loads")
+    @router.get("/models/{name}/ready", summary="A version is ready (400 if none)")
     async def latest_ready(name: str) -> Response:
         return await model_ready(name, None)
 
-    @router.get("/models/{name}/versions/{version}/ready", summary="The task loads")
+    @router.get(
+        "/models/{name}/versions/{version}/ready", summary="The version is ready"
+    )
     async def version_ready(name: str, version: str) -> Response:
         return await model_ready(name, version)
+
+    @router.get("/models/stats", summary="Statistics of every version (Triton)")
+    async def all_stats() -> Response:
+        return json_response(stats.report(model_name, exports.tasks()))
+
+    @router.get("/models/{name}/stats", summary="Statistics of every version")
+    async def model_stats(name: str) -> Response:
+        check_name(name)
+        return json_response(stats.report(name, exports.tasks()))
+
+    @router.get(
+        "/models/{name}/versions/{version}/stats", summary="Statistics of a version"
+    )
+    async def version_stats(name: str, version: str) -> Response:
+        check_name(name)
+        task = task_number(version)
+        exports.resolve_task(task)  # 404 for a version that does not exist
+        return json_response(stats.report(name, [task]))
 
     async def infer(request: Request, name: str, version: str | None) -> Response:
         check_name(name)
         sampler = sampler_of(version)
-        declared = request.headers.get("content-length")
-        expected = int(declared) if declared else max_body
-        lease = await service.budget.acquire(expected * (1 + _PARSE_FACTOR))
+        # The whole body first, within its time allowance: a slow client
+        # holds nothing that others need while it sends.
+        body = await read_body(request, admission, max_body)
+        started = time.perf_counter()
+        header = request.headers.get(HEADER_LENGTH)
+        json_bytes = len(body)
+        if header is not None and header.strip().isdigit():
+            json_bytes = min(json_bytes, int(header.strip()))
+        lease = await service.budget.acquire(len(body) + json_bytes * _PARSE_FACTOR)
+        seconds: dict[str, float] = {}
+        ok = False
         try:
-            body = await request.body()
-            if len(body) > _INLINE_BYTES:
-                payload = await run_in_threadpool(parse_request, body)
-                z, labels, request_id = await run_in_threadpool(
-                    read_inputs, payload, sampler, service.max_samples
-                )
-            else:
-                payload = parse_request(body)
-                z, labels, request_id = read_inputs(
-                    payload, sampler, service.max_samples
-                )
-            del body, payload  # what the lease accounted for goes with it
+            try:
+                if len(body) > _INLINE_BYTES:
+                    inputs = await run_in_threadpool(
+                        _decode_sync, body, header, sampler, service.max_samples
+                    )
+                else:
+                    inputs = _decode_sync(body, header, sampler, service.max_samples)
+                del body  # what the lease accounted for goes with it
+            finally:
+                lease.release()
+            decoded = time.perf_counter()
+            seconds["compute_input"] = decoded - started
+            response = await _generate(sampler, inputs, name, seconds)
+            # What is left after decoding, queueing and the generator.
+            waited = seconds.get("queue", 0) + seconds.get("compute_infer", 0)
+            seconds["compute_output"] = time.perf_counter() - decoded - waited
+            ok = True
+            return response
         finally:
-            lease.release()
+            seconds["total"] = time.perf_counter() - started
+            rows = len(inputs.z) if ok else 0
+            stats.request(sampler.task, rows=rows, ok=ok, seconds=seconds)
+
+    async def _generate(sampler: Sampler, inputs, name: str, seconds: dict) -> Response:
         pixels = math.prod(sampler.image_shape)
-        values = len(z) * pixels
-        lease = await service.budget.acquire(
-            values * 4 + json_held(values, pixels, "float32")
-        )
+        values = len(inputs.z) * pixels
+        held = values * 4 if inputs.binary else json_held(values, pixels, "float32")
+        lease = await service.budget.acquire(values * 4 + held)
         try:
-            images = await service.generate(sampler, z, labels)
-            head = {"model_name": name, "model_version": str(sampler.task)}
-            if request_id is not None:
-                head["id"] = request_id
-            output = {"name": "image", "datatype": "FP32", "shape": list(images.shape)}
-            prefix = (
-                json.dumps(head)[:-1]
-                + ', "outputs": ['
-                + json.dumps(output)[:-1]
-                + ', "data": ['
-            )
+            images = await service.generate(sampler, inputs.z, inputs.labels, seconds)
+            head = response_head(name, sampler.task, inputs.request_id, images)
+            if inputs.binary:
+                body_out, json_length = binary_response(head, images)
+                payload = Payload(
+                    body_out,
+                    "application/octet-stream",
+                    lease,
+                    {"Inference-Header-Content-Length": str(json_length)},
+                )
+                return payload_response(payload)
+            text = json.dumps(head)
+            prefix = text[: -len("}]}")] + ', "data": ['
             if images.nbytes > _INLINE_BYTES:
                 body_out = await run_in_threadpool(
                     json_body, prefix, images, "]}]}", nested=False
@@ -374,7 +365,7 @@ def oip_router(service: GeneratorService, model_name: str, max_body: int) -> API
 
     @router.post(
         "/models/{name}/infer",
-        summary="Generate images with the latest task",
+        summary="Generate images with the newest ready version",
         openapi_extra=infer_docs,
     )
     async def infer_latest(request: Request, name: str) -> Response:
@@ -389,3 +380,15 @@ def oip_router(service: GeneratorService, model_name: str, max_body: int) -> API
         return await infer(request, name, version)
 
     return router
+
+
+def _decode_sync(body: bytes, header: str | None, sampler: Sampler, max_samples: int):
+    payload, binary = split_body(body, header)
+    return read_request(
+        payload,
+        binary,
+        sampler.latent_dim,
+        np.asarray(sampler.seen_classes),
+        sampler.task,
+        max_samples,
+    )

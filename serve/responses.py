@@ -30,6 +30,8 @@ log = logging.getLogger("keras_mergan.serve")
 # Sent with every response: nothing here may be cached by a proxy (samples
 # depend on the export currently published) or sniffed into another type.
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+# Seconds a client should wait before retrying a 503.
+RETRY_AFTER = "1"
 
 
 def json_response(
@@ -54,8 +56,10 @@ def error_response(
     headers: dict | None = None,
 ) -> Response:
     """An error in the REST API's form, or in the Open Inference Protocol's."""
-    if status == 413:  # the rest of an oversized body is not worth reading
+    if status in (408, 413):  # the rest of the body is not worth reading
         headers = {**(headers or {}), "Connection": "close"}
+    if status == 503:  # a condition that passes: tell clients when to retry
+        headers = {"Retry-After": RETRY_AFTER, **(headers or {})}
     if oip:
         return json_response({"error": message}, status, headers)
     error = {"status": status, "code": code, "message": message}
@@ -96,10 +100,11 @@ class LeasedResponse(Response):
 
 
 def payload_response(payload: Payload) -> Response:
+    headers = {**HEADERS, **(payload.headers or {})}
     if isinstance(payload.body, bytes):
-        response = Response(payload.body, 200, HEADERS, payload.media_type)
+        response = Response(payload.body, 200, headers, payload.media_type)
     else:
-        response = StreamingResponse(payload.body, 200, HEADERS, payload.media_type)
+        response = StreamingResponse(payload.body, 200, headers, payload.media_type)
     return (
         response if payload.lease is None else LeasedResponse(response, payload.lease)
     )

@@ -35,7 +35,8 @@ MAX_SAMPLES = 65536
 # Rows per onnxruntime call: bounds memory for large n and gives the
 # thread pool whole chunks to spread over cores.
 CHUNK = 512
-_TASK_VALUE = re.compile(r"^\d{1,6}$")
+# ASCII digits only: \d would take other scripts' digits too.
+_TASK_VALUE = re.compile(r"^[0-9]{1,6}$")
 
 
 def available_cpus() -> int:
@@ -66,6 +67,12 @@ class ExportDirectory:
 
     def __init__(self, root: str | os.PathLike, **sampler_options):
         self.root = Path(root)
+        if self.root.is_file():
+            # Most often a run's run.json: its exports are in the run's export/.
+            raise NotADirectoryError(
+                f"{self.root} is a file; expected an export directory "
+                "(task_XX/manifest.json), such as a run's export/ folder"
+            )
         if not self.root.is_dir():
             raise FileNotFoundError(f"export directory {self.root} does not exist")
         self._options = sampler_options

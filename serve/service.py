@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from io import BytesIO
@@ -26,12 +26,18 @@ from .sampler import ExportDirectory, Sampler
 MAX_GRID = 256
 MAX_SAMPLES = 1024
 MEMORY_BUDGET = 256 * 2**20
-_INTEGER = re.compile(r"^[+-]?\d{1,19}$")
+# [0-9], not \d: \d also matches other scripts' digits (full-width "１"),
+# which int() would then accept.
+_INTEGER = re.compile(r"^[+-]?[0-9]{1,19}$")
 # Bytes the server holds per value while writing JSON: the text plus, for
 # the values of the chunk being encoded, Python's list slot (8) and, for
 # floats, the float object (24). Small ints are shared objects.
 _JSON_TEXT = {"uint8": 4, "float32": 26}
 _JSON_HELD = {"uint8": 4 + 8, "float32": 26 + 8 + 24}
+# Flat float32 JSON is written in the shortest form that reads back to the
+# same float32 (numpy's str of a float32), through a '<U32' array (128
+# bytes a value) and a list of its strings (about 60 + 8).
+_SHORTEST_HELD = 26 + 128 + 68
 # Responses below this are encoded in one piece; larger ones are streamed
 # in chunks of about this size, so their encoding never holds more.
 _CHUNK_BYTES = 256 * 2**10
@@ -54,6 +60,7 @@ class Payload:
     body: bytes | Iterator[bytes]
     media_type: str
     lease: Lease | None = None
+    headers: dict[str, str] | None = None
 
 
 def parse_query(text: str) -> dict[str, str]:
@@ -113,6 +120,8 @@ class GeneratorService:
         max_wait: seconds a batch may wait for more requests.
         memory_budget: bytes all requests in flight may hold together.
         executor: where onnxruntime runs (default: the event loop's).
+        observe: called as ``observe(task, rows, seconds)`` after every
+            onnxruntime call (metrics and statistics).
 
     Example:
 
@@ -130,28 +139,49 @@ class GeneratorService:
         max_wait: float = MAX_WAIT,
         memory_budget: int = MEMORY_BUDGET,
         executor: Executor | None = None,
+        observe: Callable[[int, int, float], None] | None = None,
     ):
         self.exports = exports
         self.max_grid = max_grid
         self.max_samples = max_samples
         self.budget = ByteBudget(memory_budget)
+        self.max_batch = max_batch
+        self.max_wait = max_wait
         self._batching = {"max_batch": max_batch, "max_wait": max_wait}
         self._executor = executor
+        self._observe = observe
+        # Set when the server is asked to stop: readiness turns false at once.
+        self.draining = False
         self._batchers: dict[int, tuple[Sampler, DynamicBatcher]] = {}
 
     # --- catalogue ----------------------------------------------------------
 
     def health(self) -> dict:
-        """``ok``, or ``degraded`` with the tasks that cannot be loaded."""
+        """``ok``; ``degraded`` with the tasks that cannot be loaded; else not ok.
+
+        Not ok (``unavailable``, with an ``error``) when nothing can be
+        served: the export directory is gone or holds no task, or every task
+        is broken; ``draining`` once the server is stopping.
+        """
         status = self.exports.status()
         tasks = sorted(status)
         broken = [task for task in tasks if status[task] is not None]
-        return {
+        health: dict = {
             "status": "degraded" if broken else "ok",
             "tasks": tasks,
             "latest": tasks[-1] if tasks else None,
             "broken": broken,
         }
+        if not self.exports.root.is_dir():
+            health["status"] = "unavailable"
+            health["error"] = "the export directory is missing"
+        elif len(broken) == len(tasks):
+            health["status"] = "unavailable"
+            health["error"] = "no task can be loaded" if tasks else "no exported task"
+        if self.draining:
+            health["status"] = "draining"
+            health["error"] = "the server is shutting down"
+        return health
 
     def tasks(self) -> dict:
         """Every task with its categories; a task that cannot load, with why."""
@@ -189,20 +219,40 @@ class GeneratorService:
         """The batcher of ``sampler``'s task (a new one when the export changed)."""
         cached = self._batchers.get(sampler.task)
         if cached is None or cached[0] is not sampler:
+            observe = None
+            if self._observe is not None:
+                report, task = self._observe, sampler.task
+
+                def observe(rows: int, seconds: float) -> None:
+                    report(task, rows, seconds)
+
             cached = (
                 sampler,
                 DynamicBatcher(
-                    sampler.generate, executor=self._executor, **self._batching
+                    sampler.generate,
+                    executor=self._executor,
+                    observe=observe,
+                    **self._batching,
                 ),
             )
             self._batchers[sampler.task] = cached
         return cached[1]
 
     async def generate(
-        self, sampler: Sampler, z: np.ndarray, labels: np.ndarray
+        self,
+        sampler: Sampler,
+        z: np.ndarray,
+        labels: np.ndarray,
+        timings: dict | None = None,
     ) -> np.ndarray:
         """Raw generator output for ``z`` and ``labels``, batched with others."""
-        return await self.batcher(sampler).generate(z, labels)
+        return await self.batcher(sampler).generate(z, labels, timings)
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a batch or for memory, over every task."""
+        waiting = sum(batcher.queued for _, batcher in self._batchers.values())
+        return waiting + self.budget.waiting
 
     async def _sample(
         self, query: dict, allowed: set[str], max_n: int, cost
@@ -313,11 +363,25 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 def json_held(values: int, pixels: int, dtype: str) -> int:
     """Most bytes the JSON encoding of ``values`` numbers holds at once."""
+    held = _SHORTEST_HELD if dtype == "float32" else _JSON_HELD[dtype]
     text = values * _JSON_TEXT[dtype]
     if text <= _CHUNK_BYTES:
-        return values * _JSON_HELD[dtype]
+        return values * held
     per_chunk = max(pixels, _CHUNK_BYTES // _JSON_TEXT[dtype])
-    return per_chunk * _JSON_HELD[dtype]
+    return per_chunk * held
+
+
+def _shortest_floats(rows: np.ndarray) -> str:
+    """float32 values joined by commas, each in its shortest round-trip form.
+
+    Python's float of a float32 prints up to 17 digits ("0.10000000149011612");
+    numpy's str of the float32 prints the fewest that read back to the same
+    float32 ("0.1"): about half the bytes.
+    """
+    flat = rows.reshape(-1)
+    if not np.isfinite(flat).all():  # "nan" and "inf" are not JSON
+        raise ValueError("the generator's output is not finite")
+    return ",".join(flat.astype(np.float32).astype(str).tolist())
 
 
 def json_body(
@@ -334,6 +398,8 @@ def json_body(
     rows_per_chunk = max(1, _CHUNK_BYTES // (per_row * _JSON_TEXT[dtype]))
 
     def rows_text(rows: np.ndarray) -> str:
+        if dtype == "float32" and not nested:
+            return _shortest_floats(rows)
         values = rows.tolist() if nested else rows.reshape(-1).tolist()
         return json.dumps(values, separators=(",", ":"))[1:-1]
 

@@ -49,7 +49,7 @@ def test_replay_joins_training_from_the_second_task():
 def test_replay_scaling_weighs_the_old_classes(scaling, expected):
     gan = tiny_gan(JointTrainingWithReplay, num_classes=10, replay_scaling=scaling)
     gan.begin_task(3, [3], [0, 1, 2, 3])
-    assert gan.joint_replay.weight(gan) == expected
+    assert gan.terms[0].weight(gan) == expected
     loaded = JointTrainingWithReplay.from_config(gan.get_config())
     assert loaded.get_config()["replay_scaling"] == scaling
 

@@ -121,21 +121,5 @@ class JointTrainingWithReplay(MemoryReplayGAN):
         replay_scaling: str = "reference",
         **kwargs,
     ):
-        self.joint_replay = JointReplayTerms(replay_scaling)
+        self.terms = (JointReplayTerms(replay_scaling),)
         super().__init__(generator, critic, **kwargs)
-
-    def loss_names(self) -> list[str]:
-        return super().loss_names() + list(self.joint_replay.names)
-
-    def critic_penalties(self, real_images, labels) -> dict:
-        terms = super().critic_penalties(real_images, labels)
-        return {**terms, **self.joint_replay.critic_terms(self)}
-
-    def generator_penalties(self, z, labels) -> dict:
-        terms = super().generator_penalties(z, labels)
-        return {**terms, **self.joint_replay.generator_terms(self)}
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self.joint_replay.config())
-        return config

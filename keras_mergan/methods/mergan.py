@@ -39,27 +39,9 @@ class MeRGAN(MemoryReplayGAN):
         ra_scaling: str = "reference",
         **kwargs,
     ):
-        self.joint_replay = JointReplayTerms(replay_scaling)
-        self.alignment = ReplayAlignmentTerm(float(lambda_ra), ra_scaling)
-        super().__init__(generator, critic, **kwargs)
-
-    def loss_names(self) -> list[str]:
-        return (
-            super().loss_names() + [self.alignment.name] + list(self.joint_replay.names)
-        )
-
-    def critic_penalties(self, real_images, labels) -> dict:
-        terms = super().critic_penalties(real_images, labels)
-        return {**terms, **self.joint_replay.critic_terms(self)}
-
-    def generator_penalties(self, z, labels) -> dict:
-        terms = super().generator_penalties(z, labels)
         # Alignment first: the order in which the two draw their replays.
-        terms[self.alignment.name] = self.alignment(self)
-        return {**terms, **self.joint_replay.generator_terms(self)}
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self.joint_replay.config())
-        config.update(self.alignment.config())
-        return config
+        self.terms = (
+            ReplayAlignmentTerm(float(lambda_ra), ra_scaling),
+            JointReplayTerms(replay_scaling),
+        )
+        super().__init__(generator, critic, **kwargs)

@@ -14,8 +14,12 @@ class MemoryReplayGAN(ConditionalWGANGP):
     A replayed batch holds `replay_batch // k` samples of each of the `k` old
     classes (classes of earlier tasks), grouped by class, as in the MeRGAN
     reference code: one batch of replay (64 images, all old classes
-    together) for every real batch. Alone the model trains as SFT;
-    `JointTrainingWithReplay` and `ReplayAlignment` add losses on replays.
+    together) for every real batch. Its losses on replays are its `terms`:
+    objects with `names`, `critic_terms(gan)` and `generator_terms(gan)`
+    (dicts of weighted losses) and `config()` (their constructor arguments).
+    Without terms it trains as SFT; `JointTrainingWithReplay`,
+    `ReplayAlignment` and `MeRGAN` set theirs, in the order they draw their
+    replays, before calling this constructor.
 
     Args:
         generator: `(z, label) -> image` model.
@@ -45,6 +49,25 @@ class MemoryReplayGAN(ConditionalWGANGP):
             raise ValueError(f"replay_batch must be >= 1, got {replay_batch}")
         super().__init__(generator, critic, **kwargs)
         self.replay_batch = int(replay_batch)
+
+    def loss_names(self) -> list[str]:
+        return super().loss_names() + [n for t in self.terms for n in t.names]
+
+    def critic_penalties(self, real_images, labels) -> dict:
+        terms = super().critic_penalties(real_images, labels)
+        for term in self.terms:
+            terms.update(term.critic_terms(self))
+        return terms
+
+    def generator_penalties(self, z, labels) -> dict:
+        terms = super().generator_penalties(z, labels)
+        for term in self.terms:
+            terms.update(term.generator_terms(self))
+        return terms
+
+    #: The losses on replays; subclasses set theirs before the base builds,
+    #: which asks for `loss_names`.
+    terms: tuple = ()
 
     def replay_labels(self) -> np.ndarray:
         """Labels of one replayed batch: equal runs of each old class, in order."""
@@ -95,4 +118,6 @@ class MemoryReplayGAN(ConditionalWGANGP):
     def get_config(self):
         config = super().get_config()
         config.update(replay_batch=self.replay_batch)
+        for term in self.terms:
+            config.update(term.config())
         return config

@@ -24,6 +24,7 @@ class ReplayAlignmentTerm:
     lambda_ra: float = 1e-3
     scaling: str = "reference"
     name = "replay_alignment"
+    names = (name,)
 
     def __post_init__(self):
         if self.scaling not in RA_SCALINGS:
@@ -40,6 +41,12 @@ class ReplayAlignmentTerm:
         return self.lambda_ra * replay_alignment_loss(
             current, gan.remembered_images(z), len(gan.old_classes), self.scaling
         )
+
+    def critic_terms(self, gan: MemoryReplayGAN) -> dict:
+        return {}
+
+    def generator_terms(self, gan: MemoryReplayGAN) -> dict:
+        return {self.name: self(gan)}
 
     def config(self) -> dict:
         return {"lambda_ra": self.lambda_ra, "ra_scaling": self.scaling}
@@ -93,17 +100,5 @@ class ReplayAlignment(MemoryReplayGAN):
         ra_scaling: str = "reference",
         **kwargs,
     ):
-        self.alignment = ReplayAlignmentTerm(float(lambda_ra), ra_scaling)
+        self.terms = (ReplayAlignmentTerm(float(lambda_ra), ra_scaling),)
         super().__init__(generator, critic, **kwargs)
-
-    def loss_names(self) -> list[str]:
-        return super().loss_names() + [self.alignment.name]
-
-    def generator_penalties(self, z, labels) -> dict:
-        terms = super().generator_penalties(z, labels)
-        return {**terms, self.alignment.name: self.alignment(self)}
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self.alignment.config())
-        return config
