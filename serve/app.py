@@ -20,6 +20,11 @@ task whose export cannot be loaded):
                       C]``) or ``json``, and ``dtype`` = ``uint8`` (default)
                       or ``float32`` (generator output in ``value_range``)
 ``/v2/...``           the Open Inference Protocol (:mod:`keras_mergan.serve.oip`)
+``/metrics``          Prometheus metrics (:mod:`keras_mergan.serve.observe`)
+
+Every response carries an ``X-Request-ID``. A path with a trailing slash
+too many or too few is redirected with a relative ``Location`` (never
+built from the ``Host`` header).
 
 Run it with :func:`.server.main` (``keras-mergan serve``), or with any
 ASGI server: ``create_app("runs/x/export")`` is the application.
@@ -30,23 +35,27 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import HTMLResponse, Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
+from .admission import AdmissionLimits, ConcurrencyLimit
 from .batching import MAX_BATCH, MAX_WAIT
 from .errors import PayloadTooLargeError
 from .gallery import API_DOCS_HTML, GALLERY_HTML
+from .observe import Metrics, RequestObserver
 from .oip import oip_router
 from .responses import (
     HEADERS,
+    RETRY_AFTER,
     GuardedRoute,
     error_response,
     json_response,
@@ -60,10 +69,11 @@ from .service import (
     GeneratorService,
     parse_query,
 )
+from .stats import ModelStats
 
 MAX_BODY = 4 * 2**20
 MODEL_NAME = "generator"
-_ENDPOINTS = "/, /docs, /health, /api/tasks, /api/grid.png, /api/samples, /v2"
+_ENDPOINTS = "/, /docs, /health, /api/tasks, /api/grid.png, /api/samples, /v2, /metrics"
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,51 @@ class AppSettings:
     model_name: str = MODEL_NAME
     allowed_hosts: tuple[str, ...] = ()
     threads: int | None = None
+    admission: AdmissionLimits = field(default_factory=AdmissionLimits)
+
+
+class HostCheck:
+    """ASGI middleware: only the allowed ``Host`` values; else a JSON 400.
+
+    ``allowed`` holds host names, or ``*.domain`` for any subdomain.
+
+    Example:
+
+    >>> # app = HostCheck(app, ("example.org", "*.example.org"))
+    """
+
+    def __init__(self, app: ASGIApp, allowed: tuple[str, ...]):
+        self.app = app
+        self.allowed = tuple(host.lower() for host in allowed)
+
+    def _ok(self, host: str) -> bool:
+        host = host.lower()
+        if host.startswith("["):  # an IPv6 literal: keep the brackets
+            host = host.split("]", 1)[0] + "]"
+        else:
+            host = host.rsplit(":", 1)[0]
+        return any(
+            host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+            for pattern in self.allowed
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = ""
+            for name, value in scope["headers"]:
+                if name == b"host":
+                    host = value.decode("latin-1")
+                    break
+            if not self._ok(host):
+                response = error_response(
+                    400,
+                    "invalid_host",
+                    "this server does not answer for that Host header",
+                    oip=scope["path"].startswith("/v2"),
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class RequestGuard:
@@ -195,6 +250,13 @@ def create_app(
     executor = ThreadPoolExecutor(
         settings.threads or available_cpus(), thread_name_prefix="generate"
     )
+    metrics = Metrics()
+    stats = ModelStats()
+
+    def observe(task: int, rows: int, seconds: float) -> None:
+        metrics.batch(task, rows=rows, seconds=seconds)
+        stats.execution(task, rows, seconds)
+
     service = GeneratorService(
         exports,
         max_grid=settings.max_grid,
@@ -203,7 +265,9 @@ def create_app(
         max_wait=settings.batch_wait,
         memory_budget=settings.memory_budget,
         executor=executor,
+        observe=observe,
     )
+    metrics.watch(lambda: service.queued, lambda: service.budget.used)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -223,7 +287,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.router.route_class = GuardedRoute
+    # Starlette's own redirect builds an absolute URL from the Host header;
+    # ours (the 404 handler) is relative.
+    app.router.redirect_slashes = False
     app.state.service = service
+    app.state.metrics = metrics
 
     @app.get("/", response_class=HTMLResponse, summary="Gallery page")
     async def gallery() -> Response:
@@ -237,9 +305,24 @@ def create_app(
     async def docs() -> Response:
         return HTMLResponse(API_DOCS_HTML, headers=HEADERS)
 
-    @app.get("/health", summary="ok, or degraded with the tasks that cannot load")
+    @app.get(
+        "/health",
+        summary="ok, or degraded with the tasks that cannot load (503 if none can)",
+    )
     async def health() -> Response:
-        return json_response(service.health())
+        health = service.health()
+        if health["status"] in ("ok", "degraded"):
+            return json_response(health)
+        return json_response(health, 503, {"Retry-After": RETRY_AFTER})
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        return Response(
+            metrics.exposition(),
+            200,
+            HEADERS,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
 
     @app.get("/api/tasks", summary="Every exported task and its categories")
     async def tasks() -> Response:
@@ -273,11 +356,32 @@ def create_app(
     async def samples(request: Request) -> Response:
         return payload_response(await service.samples(_query(request)))
 
-    app.include_router(oip_router(service, settings.model_name, settings.max_body))
+    app.include_router(
+        oip_router(
+            service, settings.model_name, settings.max_body, settings.admission, stats
+        )
+    )
+
+    def redirect(request: Request) -> Response | None:
+        """A relative redirect to this path, trailing slash toggled, if routed."""
+        path = request.scope["path"]
+        if path == "/":
+            return None
+        other = path.rstrip("/") if path.endswith("/") else path + "/"
+        # Never "//host": a Location starting so would leave this server.
+        other = "/" + other.lstrip("/")
+        scope = dict(request.scope, path=other)
+        if not any(route.matches(scope)[0] is Match.FULL for route in app.routes):
+            return None
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        location = quote(other) + ("?" + quote(query, safe="=&+%") if query else "")
+        return Response(status_code=307, headers={**HEADERS, "Location": location})
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
         path = request.url.path
+        if error.status_code == 404 and (moved := redirect(request)) is not None:
+            return moved
         if error.status_code == 404:
             message = f"no such endpoint {path[:100]!r}; see {_ENDPOINTS}"
             code = "not_found"
@@ -304,11 +408,10 @@ def create_app(
             oip=request.url.path.startswith("/v2"),
         )
 
+    # Outermost last: the observer sees every answer, refusals included.
     app.add_middleware(RequestGuard, max_body=settings.max_body)
+    app.add_middleware(ConcurrencyLimit, limits=settings.admission)
     if settings.allowed_hosts:
-        app.add_middleware(
-            TrustedHostMiddleware,
-            allowed_hosts=list(settings.allowed_hosts),
-            www_redirect=False,
-        )
+        app.add_middleware(HostCheck, allowed=settings.allowed_hosts)
+    app.add_middleware(RequestObserver, router=app, metrics=metrics)
     return app

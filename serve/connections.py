@@ -1,10 +1,11 @@
 """Connection deadlines and request-head checks that uvicorn's settings lack.
 
 uvicorn's public settings bound idle keep-alive connections
-(``timeout_keep_alive``) and the connections open at once
-(``limit_concurrency``), but not a client that sends its request headers
+(``timeout_keep_alive``), but not a client that sends its request headers
 slowly or never (slowloris), nor one that sends its body or reads its
-response too slowly; and it answers unparseable requests in plain text.
+response too slowly; its connection limit (``limit_concurrency``, unused
+here) counts such clients' connections and so lets them lock everyone
+else out; and it answers unparseable requests in plain text.
 So every connection that uvicorn accepts gets a :class:`ConnectionGuard`
 around uvicorn's own protocol (put there by :class:`GuardedEventLoop`, on
 which :class:`GuardedServer` runs), which reads the same bytes with its own
@@ -13,9 +14,14 @@ httptools parser before uvicorn does:
 - from the connection's opening, or the first byte of a request, until that
   request's headers are complete: ``header_timeout``;
 - from then until its response is complete: ``request_timeout``;
-- while idle between requests: uvicorn's keep-alive timeout.
+- while idle between requests: uvicorn's keep-alive timeout;
+- while a response waits for the client to read it (the socket's buffer is
+  full): ``send_timeout`` plus the bytes buffered at ``min_send_rate``.
 
-A deadline that passes aborts the connection. A request line and headers
+A deadline that passes aborts the connection. Past ``max_connections``
+open connections, the oldest that has no request in progress (idle, or
+still sending its headers) is closed to make room: a flood of idle or
+unfinished connections cannot lock legitimate clients out. A request line and headers
 over ``max_header_bytes`` get a JSON 431, an unparseable request a JSON 400,
 as every other error of the API is JSON, and neither reaches uvicorn.
 
@@ -33,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
+from types import FrameType
 from typing import Any
 
 import httptools
@@ -57,8 +64,11 @@ class ServerLimits:
     header_timeout: float = 10.0
     request_timeout: float = 60.0
     keep_alive: float = 5.0
-    limit_concurrency: int = 256
     max_header_bytes: int = 64 * 2**10
+    max_connections: int = 4096
+    send_timeout: float = 10.0
+    min_send_rate: int = 64 * 2**10  # bytes per second
+    shutdown_timeout: float = 20.0
 
 
 class _HeaderTooLarge(Exception):
@@ -93,6 +103,8 @@ class ConnectionGuard(asyncio.Protocol):
         self.peer: Peer | None = None
         self._header_timer: asyncio.TimerHandle | None = None
         self._request_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._url_head = b""  # the first bytes of the request's path
         self._header_bytes = 0
         self._too_large = False
         # Requests whose headers are complete and whose response is not.
@@ -117,21 +129,33 @@ class ConnectionGuard(asyncio.Protocol):
             del self.guards[self.peer]
 
     def _cancel_timers(self) -> None:
-        for timer in (self._header_timer, self._request_timer):
+        for timer in (self._header_timer, self._request_timer, self._write_timer):
             if timer is not None:
                 timer.cancel()
-        self._header_timer = self._request_timer = None
+        self._header_timer = self._request_timer = self._write_timer = None
+
+    def _make_room(self) -> bool:
+        """Close the oldest connection with no request in progress; False if none."""
+        for guard in list(self.guards.values()):  # oldest first
+            if guard is not self and not guard._waiting:
+                guard._expire()
+                return True
+        return False
 
     # --- asyncio.Protocol: the guard first, then uvicorn's protocol --------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
         peer = transport.get_extra_info("peername")
+        full = len(self.guards) >= self.limits.max_connections
         if isinstance(peer, tuple | list) and len(peer) >= 2:
             self.peer = (str(peer[0]), int(peer[1]))
             self.guards[self.peer] = self
         self._header_timer = self._arm(self.limits.header_timeout)
         self.inner.connection_made(transport)
+        if full and not self._make_room():
+            log.warning("closing a new connection: every connection is busy")
+            self._expire()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
@@ -142,9 +166,20 @@ class ConnectionGuard(asyncio.Protocol):
         return self.inner.eof_received()
 
     def pause_writing(self) -> None:
+        # The client reads slower than we write: it has send_timeout plus
+        # what is buffered at min_send_rate to take the buffer.
+        assert self.transport is not None
+        buffered = self.transport.get_write_buffer_size()
+        allowance = self.limits.send_timeout + buffered / self.limits.min_send_rate
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+        self._write_timer = self._arm(allowance)
         self.inner.pause_writing()
 
     def resume_writing(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+        self._write_timer = None
         self.inner.resume_writing()
 
     def data_received(self, data: bytes) -> None:
@@ -182,9 +217,12 @@ class ConnectionGuard(asyncio.Protocol):
             else "malformed HTTP request"
         )
         log.debug("refusing a request: %s", message)
-        body = json.dumps(
-            {"error": {"status": status, "code": "http", "message": message}}
-        ).encode()
+        # In the error form of the API the request was for.
+        if self._url_head.startswith(b"/v2"):
+            error: dict = {"error": message}
+        else:
+            error = {"error": {"status": status, "code": "http", "message": message}}
+        body = json.dumps(error).encode()
         head = (
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
             f"date: {formatdate(usegmt=True)}\r\n"
@@ -199,6 +237,7 @@ class ConnectionGuard(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._header_bytes = 0
+        self._url_head = b""
         if self._header_timer is None:
             self._header_timer = self._arm(self.limits.header_timeout)
 
@@ -209,6 +248,8 @@ class ConnectionGuard(asyncio.Protocol):
             raise _HeaderTooLarge  # httptools reports it as a parser error
 
     def on_url(self, url: bytes) -> None:
+        if len(self._url_head) < 3:
+            self._url_head += url[:3]
         self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -287,23 +328,38 @@ class GuardedServer(uvicorn.Server):
     """
 
     def __init__(
-        self, app: ASGIApp, limits: ServerLimits, *, access_log: bool = False
+        self,
+        app: ASGIApp,
+        limits: ServerLimits,
+        *,
+        access_log: bool = False,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.limits = limits
         self.guards: dict[Peer, ConnectionGuard] = {}
+        self.on_exit = on_exit
         super().__init__(
             uvicorn.Config(
                 ResponseTracker(app, self.guards),
                 http="httptools",  # the parser the guard reads requests with
                 lifespan="on",
                 timeout_keep_alive=limits.keep_alive,  # type: ignore[arg-type]
-                limit_concurrency=limits.limit_concurrency,
+                # In-flight requests get this long after SIGTERM; then they
+                # are cancelled and the process exits.
+                timeout_graceful_shutdown=limits.shutdown_timeout,  # type: ignore[arg-type]
                 server_header=False,
                 proxy_headers=False,
-                access_log=access_log,
+                # The app logs each request itself, with its request id.
+                access_log=False,
                 log_level="info" if access_log else "warning",
             )
         )
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """On SIGTERM or SIGINT: tell the app first (readiness turns false)."""
+        if self.on_exit is not None:
+            self.on_exit()
+        super().handle_exit(sig, frame)
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
         def loop() -> GuardedEventLoop:

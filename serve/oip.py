@@ -108,9 +108,7 @@ def model_metadata(name: str, sampler: Sampler, versions: list[int]) -> dict:
     }
 
 
-def model_config(
-    name: str, sampler: Sampler, max_batch: int, max_wait: float
-) -> dict:
+def model_config(name: str, sampler: Sampler, max_batch: int, max_wait: float) -> dict:
     """Triton's model configuration, as JSON, of the model this server serves.
 
     The fields and values of the ``config.pbtxt`` that the Triton export
@@ -141,9 +139,7 @@ def model_config(
                 "dims": list(sampler.image_shape),
             }
         ],
-        "dynamic_batching": {
-            "max_queue_delay_microseconds": round(max_wait * 1e6)
-        },
+        "dynamic_batching": {"max_queue_delay_microseconds": round(max_wait * 1e6)},
     }
 
 
@@ -201,8 +197,7 @@ def oip_router(
             return exports.sampler(task)
         except ExportIntegrityError as error:
             raise ModelNotReadyError(
-                f"version {task} of model {model_name!r} is not ready: "
-                f"{error.message}"
+                f"version {task} of model {model_name!r} is not ready: {error.message}"
             ) from None
 
     @router.get("", summary="Server metadata")

@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_mergan.backend import training_backend
+from keras_mergan.methods import paper
 from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
 from keras_mergan.methods.losses import elastic_weight_penalty
 
@@ -57,7 +58,7 @@ class ElasticWeightConsolidationGAN(ConditionalWGANGP):
         self,
         generator: keras.Model,
         critic: keras.Model,
-        lambda_ewc: float = 1e9,
+        lambda_ewc: float = paper.LAMBDA_EWC,
         fisher_samples: int = 256,
         fisher_batch_size: int = 1,
         **kwargs,

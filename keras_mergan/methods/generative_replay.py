@@ -8,8 +8,8 @@ import numpy as np
 from keras import ops
 
 from keras_mergan.backend.precision import model_precision, precision_scope
+from keras_mergan.methods import paper
 from keras_mergan.methods.losses import auxiliary_classifier_loss
-from keras_mergan.methods.mixing import BALANCED
 from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
 from keras_mergan.models.solver import build_solver
 
@@ -70,7 +70,7 @@ class DeepGenerativeReplay(UnconditionalReplayGAN):
         self,
         generator: keras.Model,
         critic: keras.Model,
-        mixing_ratio: float | str = BALANCED,
+        mixing_ratio: float | str = paper.DGR_MIXING_RATIO,
         solver_width: int = 32,
         solver_learning_rate: float = 1e-3,
         **kwargs,

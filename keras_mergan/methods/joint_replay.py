@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import keras
 from keras import ops
 
+from keras_mergan.methods import paper
 from keras_mergan.methods.losses import wasserstein_critic_loss
 from keras_mergan.methods.replay import MemoryReplayGAN
 
@@ -26,7 +27,7 @@ class JointReplayTerms:
     ('replay_critic_loss', 'replay_critic_cls', 'replay_generator_loss')
     """
 
-    scaling: str = "reference"
+    scaling: str = paper.REPLAY_SCALING
     critic_names = ("replay_critic_loss", "replay_critic_cls")
     generator_names = ("replay_generator_loss",)
 
@@ -118,7 +119,7 @@ class JointTrainingWithReplay(MemoryReplayGAN):
         self,
         generator: keras.Model,
         critic: keras.Model,
-        replay_scaling: str = "reference",
+        replay_scaling: str = paper.REPLAY_SCALING,
         **kwargs,
     ):
         self.terms = (JointReplayTerms(replay_scaling),)

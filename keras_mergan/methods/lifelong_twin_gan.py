@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_mergan.backend import training_backend
 from keras_mergan.backend.precision import model_precision, precision_scope
+from keras_mergan.methods import paper
 from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
 from keras_mergan.models.vae import VariationalAutoencoder
 
@@ -73,7 +74,7 @@ class LifelongTwinGAN(UnconditionalReplayGAN):
         self,
         generator: keras.Model,
         critic: keras.Model,
-        mixing_ratio: float | str = 0.5,
+        mixing_ratio: float | str = paper.LTGAN_MIXING_RATIO,
         student: bool = True,
         student_latent_dim: int = 32,
         student_width: int = 32,

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_mergan.methods import paper
 from keras_mergan.methods.joint_replay import JointReplayTerms
 from keras_mergan.methods.replay import MemoryReplayGAN
 from keras_mergan.methods.replay_alignment import ReplayAlignmentTerm
@@ -34,9 +35,9 @@ class MeRGAN(MemoryReplayGAN):
         self,
         generator: keras.Model,
         critic: keras.Model,
-        replay_scaling: str = "reference",
-        lambda_ra: float = 1e-3,
-        ra_scaling: str = "reference",
+        replay_scaling: str = paper.REPLAY_SCALING,
+        lambda_ra: float = paper.LAMBDA_RA,
+        ra_scaling: str = paper.RA_SCALING,
         **kwargs,
     ):
         # Alignment first: the order in which the two draw their replays.

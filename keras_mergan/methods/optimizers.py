@@ -2,12 +2,14 @@
 
 import keras
 
+from keras_mergan.methods import paper
+
 
 def wgan_adam(
     name: str,
-    learning_rate: float = 1e-4,
+    learning_rate: float = paper.LEARNING_RATE,
     warmup_steps: int = 0,
-    beta_1: float = 0.0,
+    beta_1: float = paper.BETA_1,
 ) -> keras.optimizers.Adam:
     """Adam with WGAN-GP's betas (0, 0.9) and the paper's learning rate 1e-4.
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import keras
 from keras import ops
 
+from keras_mergan.methods import paper
 from keras_mergan.methods.losses import replay_alignment_loss
 from keras_mergan.methods.replay import MemoryReplayGAN
 
@@ -21,8 +22,8 @@ class ReplayAlignmentTerm:
     'replay_alignment'
     """
 
-    lambda_ra: float = 1e-3
-    scaling: str = "reference"
+    lambda_ra: float = paper.LAMBDA_RA
+    scaling: str = paper.RA_SCALING
     name = "replay_alignment"
     names = (name,)
 
@@ -96,8 +97,8 @@ class ReplayAlignment(MemoryReplayGAN):
         self,
         generator: keras.Model,
         critic: keras.Model,
-        lambda_ra: float = 1e-3,
-        ra_scaling: str = "reference",
+        lambda_ra: float = paper.LAMBDA_RA,
+        ra_scaling: str = paper.RA_SCALING,
         **kwargs,
     ):
         self.terms = (ReplayAlignmentTerm(float(lambda_ra), ra_scaling),)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keras_mergan.backend.precision import PRECISIONS
-from keras_mergan.methods import METHODS
+from keras_mergan.methods import METHODS, paper
 from keras_mergan.methods.mixing import BALANCED, checked_mixing_ratio
 from keras_mergan.run.presets import AUTO, DEFAULT_PRESET, PRESETS, resolve_preset
 from keras_mergan.run_folder import RUN_INFO, read_run_info
@@ -97,8 +97,9 @@ class RunConfig:
     )
     lambda_ra: float | None = _option(
         None,
-        "ra, jtr+ra: weight of the replay alignment (paper preset: the "
-        "model's 1e-3, the paper's MNIST value; 1e-2 on SVHN)",
+        "ra, jtr+ra: weight of the replay alignment (paper preset: "
+        f"{paper.LAMBDA_RA:g}, the paper's MNIST value; {paper.LAMBDA_RA_SVHN:g} "
+        "on SVHN)",
     )
     ra_scaling: str | None = _option(
         None,
@@ -121,7 +122,7 @@ class RunConfig:
         "to --learning-rate",
     )
     lambda_ewc: float | None = _option(
-        None, "ewc: weight of the Fisher penalty (paper preset: the model's 1e9)"
+        None, f"ewc: weight of the Fisher penalty (paper preset: {paper.LAMBDA_EWC:g})"
     )
     fisher_samples: int | None = _option(
         None, "ewc: generated samples the Fisher is estimated from (default 256)"

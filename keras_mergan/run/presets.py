@@ -30,6 +30,8 @@ resolved values, never only the preset's name.
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from keras_mergan.methods import paper
+
 # The default: the preset whose budget the run's iterations per task reach.
 AUTO = "auto"
 DEFAULT_PRESET = AUTO
@@ -60,7 +62,7 @@ class Preset:
 
 
 # WGAN-GP's Adam, which both presets keep.
-_ADAM = {"learning_rate": 1e-4, "beta_1": 0.0}
+_ADAM = {"learning_rate": paper.LEARNING_RATE, "beta_1": paper.BETA_1}
 _JTR_FAST = {"replay_scaling": "mean"}
 _RA_FAST = {"ra_scaling": "mean", "lambda_ra": 33.0}
 
@@ -68,16 +70,26 @@ PRESETS = MappingProxyType(
     {
         "paper": Preset(
             description="the papers' settings, 4000 iterations per task",
-            values={**_ADAM, "iters_per_task": 4000, "warmup_iterations": 0},
+            values={
+                **_ADAM,
+                "iters_per_task": paper.ITERS_PER_TASK,
+                "warmup_iterations": 0,
+            },
             method_values={
-                "jtr": {"replay_scaling": "reference"},
-                "ra": {"ra_scaling": "reference"},
-                "jtr+ra": {"replay_scaling": "reference", "ra_scaling": "reference"},
+                "jtr": {"replay_scaling": paper.REPLAY_SCALING},
+                "ra": {"ra_scaling": paper.RA_SCALING},
+                "jtr+ra": {
+                    "replay_scaling": paper.REPLAY_SCALING,
+                    "ra_scaling": paper.RA_SCALING,
+                },
             },
             # The MeRGAN paper's lambda_RA for SVHN; other datasets keep its
             # MNIST value, the model's default.
             dataset_values={
-                "svhn": {"ra": {"lambda_ra": 1e-2}, "jtr+ra": {"lambda_ra": 1e-2}}
+                "svhn": {
+                    "ra": {"lambda_ra": paper.LAMBDA_RA_SVHN},
+                    "jtr+ra": {"lambda_ra": paper.LAMBDA_RA_SVHN},
+                }
             },
         ),
         "fast": Preset(
