@@ -2,10 +2,10 @@
 
 Usage::
 
-    python benchmarks/table1.py --preset quick                 # minutes on CPU
-    python benchmarks/table1.py --preset cpu --methods jtr,ra  # 1000 it/task
-    python benchmarks/table1.py --preset paper --backend jax   # 4000 it/task
-    python benchmarks/table1.py --dataset svhn --preset paper  # 8000 it/task
+    python benchmarks/table1.py --budget quick                 # minutes on CPU
+    python benchmarks/table1.py --budget cpu --methods jtr,ra  # 1000 it/task
+    python benchmarks/table1.py --budget paper --backend jax   # 4000 it/task
+    python benchmarks/table1.py --dataset svhn --budget paper  # 8000 it/task
     python benchmarks/table1.py --seeds 0,1,2 --class-orders 2  # mean ± std
 
 ``--dataset`` is ``mnist`` (the shared copy if present, else the Keras
@@ -17,7 +17,7 @@ SVHN's lambda_RA of 1e-2 itself.
 
 Every method trains in its own process through ``keras-mergan train`` on
 digits 0..9, one digit per task, into
-``RUNS/[svhn-]<preset>-<iterations>-<backend>[-bfloat16]/<method>/``
+``RUNS/[svhn-]<budget>-<iterations>-<backend>[-bfloat16]/<method>/``
 (``--precision bfloat16`` trains in mixed precision). The
 training command checkpoints as it goes, so running the benchmark again after
 an interruption resumes each unfinished method where it stopped and skips
@@ -25,7 +25,7 @@ finished ones; ``--fresh`` starts over. After each run, the evaluator
 accuracy of generated images (mean over seen classes; docs/design-notes.md) is
 read from ``task_05/metrics.json`` and ``task_10/metrics.json`` and printed
 beside the paper's Table 1. Results go to
-``benchmarks/results/table1_[svhn_]<preset>_<iterations>_<backend>[_bfloat16].{json,md}``;
+``benchmarks/results/table1_[svhn_]<budget>_<iterations>_<backend>[_bfloat16].{json,md}``;
 a method that did not reach task 5 or 10 shows "-" there.
 
 Each run also reports its task-by-class accuracy matrix and what follows
@@ -48,7 +48,7 @@ a seen class, the evaluator-feature FID against the seen classes' test
 images, DGR's solver accuracy, how often DGR's solver labels the samples the
 evaluator recognises as the evaluator does, and the LT-GAN student's NLL.
 
-The ``-short`` variants use the ``fast`` preset (``keras_mergan.run.presets``):
+The ``-fast`` variants use the library's ``fast`` preset (``keras_mergan.run.presets``):
 settings meant for budgets far below the paper's, reported beside them: a
 linear learning-rate warm-up over each task's first 100 iterations (a fresh
 Adam's first steps are where a short task forgets most), RA's alignment
@@ -57,7 +57,8 @@ of old classes, JTR's old classes weighing together as much as the new one,
 and EWC's lambda at 3e3 for the package's per-sample Fisher: the paper's 1e9
 belongs to the scale of its own Fisher estimate and, with this one, holds the
 generator at the first task's weights. Iterations per task always come from
-this benchmark's own ``--preset``.
+this benchmark's ``--budget`` (reports recorded before this name called
+the ``-fast`` variants ``-short``; they are read under the new name).
 """
 
 import argparse
@@ -81,8 +82,8 @@ SHARED_MNIST = SHARED_DATASETS / "mnist.npz"
 SHARED_SVHN = SHARED_DATASETS / "svhn"
 SVHN_TRAIN_FILE = "train_32x32.mat"
 
-# Iterations per task of each preset; "paper" is the paper's, per dataset.
-PRESETS = {
+# Iterations per task of each budget; "paper" is the paper's, per dataset.
+BUDGETS = {
     "quick": {"mnist": 40, "svhn": 40},
     "cpu": {"mnist": 1000, "svhn": 1000},
     "paper": {"mnist": 4000, "svhn": 8000},
@@ -121,7 +122,7 @@ REPLAY_REPORT = {
 PERCENT_SCORES = {"seen_class_fraction", "solver_accuracy", "solver_agreement"}
 
 # Benchmark variant -> (paper row, `keras-mergan train` arguments): each
-# method with the paper preset, and "-short" ones with the fast preset.
+# method with the paper preset, and "-fast" ones with the fast preset.
 VARIANTS = {
     **{
         method: (method, ["--method", method, "--preset", "paper"])
@@ -134,7 +135,7 @@ VARIANTS = {
         ["--method", "ltgan", "--preset", "paper", "--mixing-ratio", "balanced"],
     ),
     **{
-        f"{method}-short": (method, ["--method", method, "--preset", "fast"])
+        f"{method}-fast": (method, ["--method", method, "--preset", "fast"])
         for method in ("jtr", "ra", "ewc")
     },
 }
@@ -142,9 +143,14 @@ VARIANTS = {
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     parser.add_argument(
-        "--iters-per-task", type=int, help="overrides the preset's iterations"
+        "--budget",
+        choices=sorted(BUDGETS),
+        default="quick",
+        help="iterations per task: quick (40), cpu (1000) or paper (the paper's)",
+    )
+    parser.add_argument(
+        "--iters-per-task", type=int, help="overrides the budget's iterations"
     )
     parser.add_argument("--backend", default="tensorflow")
     parser.add_argument(
@@ -269,7 +275,7 @@ def run_dir(args, variant: str, seed: int = 0, order: int = 0) -> Path:
 
 
 def label(args, separator: str) -> str:
-    parts = [args.preset, str(iterations(args)), args.backend]
+    parts = [args.budget, str(iterations(args)), args.backend]
     if args.benchmark != "mnist":
         parts.insert(0, args.benchmark)
     if args.precision != "float32":
@@ -278,7 +284,7 @@ def label(args, separator: str) -> str:
 
 
 def iterations(args) -> int:
-    return args.iters_per_task or PRESETS[args.preset][args.benchmark]
+    return args.iters_per_task or BUDGETS[args.budget][args.benchmark]
 
 
 def train(args, variant: str, seed: int = 0, order: int = 0) -> dict:
@@ -369,18 +375,29 @@ def merge_rows(results_file: Path, rows: list[dict]) -> list[dict]:
     """`rows` with the other variants' rows of an earlier report of this setup.
 
     Methods are run one invocation at a time on a CPU (about an hour each at
-    the cpu preset), so a report keeps every variant measured so far, in
+    the cpu budget), so a report keeps every variant measured so far, in
     `VARIANTS` order. A variant run again replaces its earlier row unless it
     has no finished task here (its run folder is gone, say).
     """
     merged = {}
     if results_file.is_file():
         earlier = json.loads(results_file.read_text())["rows"]
-        merged = {row["variant"]: row for row in earlier}
+        merged = {_current_name(row["variant"]): row for row in earlier}
+        for variant, row in merged.items():
+            row["variant"] = variant
     for row in rows:
         if row["tasks_completed"] or row["variant"] not in merged:
             merged[row["variant"]] = row
     return [merged[variant] for variant in VARIANTS if variant in merged]
+
+
+def _current_name(variant: str) -> str:
+    """A variant's name now: the fast-preset ones were called "-short"."""
+    return (
+        variant.removesuffix("-short") + "-fast"
+        if variant.endswith("-short")
+        else variant
+    )
 
 
 def _by_int(mapping: dict) -> dict:
@@ -403,7 +420,7 @@ def _table(title: str, header: list, body: list[list[str]]) -> list[str]:
 def markdown(args, rows) -> str:
     cell = _cell
     lines = [
-        f"# MeRGAN Table 1, {args.benchmark.upper()} ({args.preset}: "
+        f"# MeRGAN Table 1, {args.benchmark.upper()} ({args.budget}: "
         f"{iterations(args)} iterations per task, backend {args.backend})",
         "",
         "Evaluator accuracy (%) of generated images, mean over the classes seen "
@@ -617,7 +634,7 @@ def repeated_markdown(args, variants: list[str], runs: list[dict]) -> str:
         else f"class order {args.tasks}"
     )
     lines = [
-        f"# MeRGAN Table 1, {args.benchmark.upper()} ({args.preset}: "
+        f"# MeRGAN Table 1, {args.benchmark.upper()} ({args.budget}: "
         f"{iterations(args)} iterations per task, backend {args.backend}, "
         f"{args.precision}), seeds {', '.join(map(str, args.seeds))}, {orders}",
         "",
@@ -666,7 +683,7 @@ def main(argv=None) -> int:
                 status |= train(args, variant, seed, order)["returncode"] != 0
     RESULTS.mkdir(exist_ok=True)
     report = {
-        "preset": args.preset,
+        "budget": args.budget,
         "iters_per_task": iterations(args),
         "backend": args.backend,
         "benchmark": args.benchmark,

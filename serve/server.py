@@ -1,11 +1,15 @@
 """Run the HTTP server: uvicorn with the httptools parser, hardened.
 
 ``python -m keras_mergan.serve EXPORT_DIR [--host H] [--port P] [...]`` (:func:`main`).
-uvicorn parses HTTP and enforces keep-alive timeouts and a connection
-limit; :mod:`.connections` adds deadlines on request headers
-(``header_timeout``, against slowloris) and on whole requests
-(``request_timeout``: a body sent, or a response read, too slowly), and
-refuses request headers over ``max_header_bytes``. No ``Server`` header is sent.
+uvicorn parses HTTP and enforces keep-alive timeouts; :mod:`.connections`
+adds deadlines on request headers (``header_timeout``, against slowloris),
+on whole requests (``request_timeout``) and on responses a client reads too
+slowly, caps open connections by closing idle ones first, and refuses
+request headers over ``max_header_bytes``; :mod:`.admission` reads request
+bodies under a deadline before they take memory and caps requests in
+flight. On SIGTERM readiness turns false at once, requests in flight get
+``--shutdown-timeout`` seconds to finish, then the process exits. No
+``Server`` header is sent.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import threading
 import uvicorn
 from fastapi import FastAPI
 
+from .admission import AdmissionLimits
 from .app import MAX_BODY, MODEL_NAME, AppSettings, create_app
 from .batching import MAX_BATCH, MAX_WAIT
 from .connections import GuardedServer, ServerLimits
@@ -59,11 +64,20 @@ def make_server(
 ) -> uvicorn.Server:
     """A uvicorn server for ``app``; run it with ``server.run(sockets=[bind(...)])``.
 
+    Asked to stop (SIGTERM), it marks the app's service as draining, so that
+    readiness probes fail at once while requests in flight finish.
+
     Example:
 
     >>> # make_server(create_app("runs/x/export")).run(sockets=[bind("::1", 0)])
     """
-    return GuardedServer(app, limits, access_log=access_log)
+    service = getattr(getattr(app, "state", None), "service", None)
+
+    def drain() -> None:
+        if service is not None:
+            service.draining = True
+
+    return GuardedServer(app, limits, access_log=access_log, on_exit=drain)
 
 
 class RunningServer:
@@ -246,12 +260,55 @@ def build_parser(prog: str = "python -m keras_mergan.serve") -> argparse.Argumen
         help=f"request body limit in KiB (default {MAX_BODY // 2**10})",
     )
     defaults = DEFAULT_LIMITS
+    admission = AdmissionLimits()
     parser.add_argument(
         "--limit-concurrency",
         type=_positive(int),
-        default=defaults.limit_concurrency,
-        help="connections + requests at once; beyond, 503 "
-        f"(default {defaults.limit_concurrency})",
+        default=admission.max_requests,
+        help="requests in flight at once (health probes and /metrics aside); "
+        f"beyond, 503 (default {admission.max_requests})",
+    )
+    parser.add_argument(
+        "--max-per-client",
+        type=_ranged(int, 0, 65536),
+        default=admission.max_per_client,
+        help="requests in flight at once per client address; beyond, 429 "
+        "(default 0: no cap)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_positive(int),
+        default=defaults.max_connections,
+        help="open connections; beyond, the oldest idle one is closed "
+        f"(default {defaults.max_connections})",
+    )
+    parser.add_argument(
+        "--timeout-body",
+        type=_positive(float),
+        default=admission.body_timeout,
+        help="seconds a request body may take, plus its size at --min-rate-kb "
+        f"(default {admission.body_timeout:g})",
+    )
+    parser.add_argument(
+        "--timeout-send",
+        type=_positive(float),
+        default=defaults.send_timeout,
+        help="seconds a client may leave a response unread, plus its size at "
+        f"--min-rate-kb (default {defaults.send_timeout:g})",
+    )
+    parser.add_argument(
+        "--min-rate-kb",
+        type=_positive(int),
+        default=admission.min_body_rate // 2**10,
+        help="KiB/s a client must send a body, and read a response, at "
+        f"(default {admission.min_body_rate // 2**10})",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=_positive(float),
+        default=defaults.shutdown_timeout,
+        help="seconds requests in flight get to finish after SIGTERM "
+        f"(default {defaults.shutdown_timeout:g})",
     )
     parser.add_argument(
         "--timeout-keep-alive",
@@ -309,13 +366,28 @@ def main(
         model_name=args.model_name,
         allowed_hosts=args.allowed_hosts,
         threads=args.threads,
+        admission=AdmissionLimits(
+            body_timeout=args.timeout_body,
+            min_body_rate=args.min_rate_kb * 2**10,
+            max_requests=args.limit_concurrency,
+            max_per_client=args.max_per_client,
+        ),
     )
     limits = ServerLimits(
         header_timeout=args.timeout_header,
         request_timeout=args.timeout_request,
         keep_alive=args.timeout_keep_alive,
-        limit_concurrency=args.limit_concurrency,
+        max_connections=args.max_connections,
+        send_timeout=args.timeout_send,
+        min_send_rate=args.min_rate_kb * 2**10,
+        shutdown_timeout=args.shutdown_timeout,
     )
+    if args.verbose:  # one line per request, with its request id
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        access = logging.getLogger("keras_mergan.serve.access")
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
     try:
         sock = bind(args.host, args.port)
     except OSError as error:

@@ -18,7 +18,7 @@ def table1():
 def test_svhn_files_select_svhns_iterations_and_paper_row(table1, tmp_path):
     train_file = write_svhn_files(tmp_path)
     for source in (train_file, tmp_path):
-        args = table1.parse_args(["--dataset", str(source), "--preset", "paper"])
+        args = table1.parse_args(["--dataset", str(source), "--budget", "paper"])
         assert (args.benchmark, table1.iterations(args)) == ("svhn", 8000)
     row = table1.collect(args, "dgr")
     assert row["paper"] == {"after_5": 61.29, "after_10": 47.28}
@@ -28,7 +28,7 @@ def test_svhn_files_select_svhns_iterations_and_paper_row(table1, tmp_path):
 def test_mnist_keeps_its_iterations_and_a_missing_svhn_is_explained(
     table1, tmp_path, monkeypatch, capsys
 ):
-    args = table1.parse_args(["--preset", "paper", "--methods", "dgr"])
+    args = table1.parse_args(["--budget", "paper", "--methods", "dgr"])
     assert (args.benchmark, table1.iterations(args)) == ("mnist", 4000)
     assert table1.collect(args, "dgr")["paper"]["after_10"] == 85.40
     monkeypatch.setattr(table1, "SHARED_SVHN", tmp_path / "absent")
@@ -38,7 +38,7 @@ def test_mnist_keeps_its_iterations_and_a_missing_svhn_is_explained(
 
 
 def test_bfloat16_runs_keep_their_own_folder_and_report(table1, tmp_path):
-    base = ["--runs", str(tmp_path), "--preset", "cpu"]
+    base = ["--runs", str(tmp_path), "--budget", "cpu"]
     float32 = table1.parse_args(base)
     bfloat16 = table1.parse_args([*base, "--precision", "bfloat16"])
     assert table1.run_dir(float32, "sft").parent.name == "cpu-1000-tensorflow"
@@ -55,9 +55,10 @@ def test_a_report_keeps_the_variants_measured_by_earlier_runs(table1, tmp_path):
         table1.json.dumps({"rows": [row("ra-short", 10), row("sft", 10)]})
     )
     rows = table1.merge_rows(
-        results_file, [row("jtr-short", 3), row("sft", 4), row("ra-short", 0)]
+        results_file, [row("jtr-fast", 3), row("sft", 4), row("ra-fast", 0)]
     )
-    assert rows == [row("sft", 4), row("jtr-short", 3), row("ra-short", 10)]
+    # Rows recorded under the old "-short" names are read under the new ones.
+    assert rows == [row("sft", 4), row("jtr-fast", 3), row("ra-fast", 10)]
 
 
 def test_unconditional_runs_report_their_replay_scores(table1, tmp_path):
@@ -97,7 +98,7 @@ def test_seeds_and_class_orders_name_their_runs(table1, tmp_path):
     assert orders[0] != orders[1] and orders[0] == table1.class_order("0-9", 1)
     assert all(sorted(map(int, o.split(","))) == list(range(10)) for o in orders)
     assert table1.class_order("0-9", 0) == "0-9"
-    assert table1.run_dir(args, "jtr-short").name == "jtr-short"
+    assert table1.run_dir(args, "jtr-fast").name == "jtr-fast"
     assert table1.run_dir(args, "jtr+ra", 1, 2).name == "jtr_ra_seed1_order2"
     with pytest.raises(SystemExit):
         table1.parse_args(["--class-orders", "1", "--tasks", "0,1/2,3"])
