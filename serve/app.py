@@ -413,5 +413,5 @@ def create_app(
     app.add_middleware(ConcurrencyLimit, limits=settings.admission)
     if settings.allowed_hosts:
         app.add_middleware(HostCheck, allowed=settings.allowed_hosts)
-    app.add_middleware(RequestObserver, router=app, metrics=metrics)
+    app.add_middleware(RequestObserver, metrics=metrics)
     return app

@@ -219,6 +219,11 @@ def oip_router(
         reason = health.get("error") or f"versions {health['broken']} cannot load"
         return json_response({"ready": False, "error": f"not ready: {reason}"}, 400)
 
+    # Before /models/{name}, which would take "stats" for a model name.
+    @router.get("/models/stats", summary="Statistics of every version (Triton)")
+    async def all_stats() -> Response:
+        return json_response(stats.report(model_name, exports.tasks()))
+
     @router.get("/models/{name}", summary="Model metadata (newest ready version)")
     async def metadata(name: str) -> Response:
         check_name(name)
@@ -264,10 +269,6 @@ def oip_router(
     )
     async def version_ready(name: str, version: str) -> Response:
         return await model_ready(name, version)
-
-    @router.get("/models/stats", summary="Statistics of every version (Triton)")
-    async def all_stats() -> Response:
-        return json_response(stats.report(model_name, exports.tasks()))
 
     @router.get("/models/{name}/stats", summary="Statistics of every version")
     async def model_stats(name: str) -> Response:
@@ -324,7 +325,11 @@ def oip_router(
     async def _generate(sampler: Sampler, inputs, name: str, seconds: dict) -> Response:
         pixels = math.prod(sampler.image_shape)
         values = len(inputs.z) * pixels
-        held = values * 4 if inputs.binary else json_held(values, pixels, "float32")
+        held = (
+            values * 4
+            if inputs.binary
+            else json_held(values, pixels, "float32", flat=True)
+        )
         lease = await service.budget.acquire(values * 4 + held)
         try:
             images = await service.generate(sampler, inputs.z, inputs.labels, seconds)

@@ -125,6 +125,9 @@ class GuardedRoute(APIRoute):
         oip = self.path.startswith("/v2")
 
         async def guarded(request: Request) -> Response:
+            noted = request.scope.get("keras_mergan.route")
+            if noted is not None:  # for the metrics (observe.RequestObserver)
+                noted.append(self.path)
             try:
                 return await handler(request)
             except (HTTPException, RequestValidationError):

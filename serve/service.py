@@ -35,9 +35,11 @@ _INTEGER = re.compile(r"^[+-]?[0-9]{1,19}$")
 _JSON_TEXT = {"uint8": 4, "float32": 26}
 _JSON_HELD = {"uint8": 4 + 8, "float32": 26 + 8 + 24}
 # Flat float32 JSON is written in the shortest form that reads back to the
-# same float32 (numpy's str of a float32), through a '<U32' array (128
-# bytes a value) and a list of its strings (about 60 + 8).
-_SHORTEST_HELD = 26 + 128 + 68
+# same float32 (numpy's str of a float32), _SHORTEST_PIECE values at a time
+# through a '<U32' array (128 bytes a value) and a list of its strings
+# (about 60 + 8): the text of the chunk plus one piece's worth.
+_SHORTEST_PIECE = 2048
+_SHORTEST_HELD = 26 + 8
 # Responses below this are encoded in one piece; larger ones are streamed
 # in chunks of about this size, so their encoding never holds more.
 _CHUNK_BYTES = 256 * 2**10
@@ -361,14 +363,19 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def json_held(values: int, pixels: int, dtype: str) -> int:
-    """Most bytes the JSON encoding of ``values`` numbers holds at once."""
-    held = _SHORTEST_HELD if dtype == "float32" else _JSON_HELD[dtype]
+def json_held(values: int, pixels: int, dtype: str, *, flat: bool = False) -> int:
+    """Most bytes the JSON encoding of ``values`` numbers holds at once.
+
+    ``flat``: as :func:`json_body` writes it with ``nested=False``.
+    """
+    shortest = flat and dtype == "float32"
+    held = _SHORTEST_HELD if shortest else _JSON_HELD[dtype]
+    pieces = _SHORTEST_PIECE * (128 + 68) if shortest else 0
     text = values * _JSON_TEXT[dtype]
     if text <= _CHUNK_BYTES:
-        return values * held
+        return values * held + pieces
     per_chunk = max(pixels, _CHUNK_BYTES // _JSON_TEXT[dtype])
-    return per_chunk * held
+    return per_chunk * held + pieces
 
 
 def _shortest_floats(rows: np.ndarray) -> str:
@@ -378,10 +385,13 @@ def _shortest_floats(rows: np.ndarray) -> str:
     numpy's str of the float32 prints the fewest that read back to the same
     float32 ("0.1"): about half the bytes.
     """
-    flat = rows.reshape(-1)
+    flat = rows.reshape(-1).astype(np.float32, copy=False)
     if not np.isfinite(flat).all():  # "nan" and "inf" are not JSON
         raise ValueError("the generator's output is not finite")
-    return ",".join(flat.astype(np.float32).astype(str).tolist())
+    return ",".join(
+        ",".join(flat[start : start + _SHORTEST_PIECE].astype(str).tolist())
+        for start in range(0, len(flat), _SHORTEST_PIECE)
+    )
 
 
 def json_body(

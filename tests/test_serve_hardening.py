@@ -256,11 +256,13 @@ def test_a_broken_task_is_listed_and_the_others_serve(broken_export):
         error = fetch("/api/grid.png?task=2&category=0", 503)["error"]
         assert error["code"] == "export_integrity"
         assert fetch("/api/samples?category=0", 503)["error"]["status"] == 503
-        assert fetch("/v2/health/ready", 503) == {"ready": False}
-        assert fetch("/v2/models/generator/versions/2/ready", 503)["ready"] is False
+        # The protocol answers "not ready" with a 4xx, as Triton does.
+        assert fetch("/v2/health/ready", 400)["ready"] is False
+        assert fetch("/v2/models/generator/versions/2/ready", 400)["ready"] is False
         assert fetch("/v2/models/generator/versions/1/ready", 200)["ready"] is True
+        assert fetch("/v2/models/generator/ready", 200)["ready"] is True
         assert fetch("/v2/models/generator", 200)["versions"] == ["1"]
-        assert "error" in fetch("/v2/models/generator/versions/2", 503)
+        assert "not ready" in fetch("/v2/models/generator/versions/2", 400)["error"]
     # No response tells where the server keeps its files.
     for body in bodies:
         assert str(broken_export.parent).encode() not in body

@@ -74,7 +74,12 @@ def test_health_and_server_metadata(server):
     status, kind, body = call(server, "GET", "/v2")
     metadata = json.loads(body)
     assert status == 200 and kind == "application/json"
-    assert metadata["name"] == "keras-mergan" and metadata["extensions"] == []
+    assert metadata["name"] == "keras-mergan"
+    assert set(metadata["extensions"]) == {
+        "binary_tensor_data",
+        "statistics",
+        "model_configuration",
+    }
     assert isinstance(metadata["version"], str)
 
 
@@ -162,9 +167,14 @@ BAD_INFERENCE = [
     ({**GOOD, "id": 42}, 400),
     ({**GOOD, "outputs": [{"name": "logits"}]}, 400),
     (
-        {**GOOD, "outputs": [{"name": "image", "parameters": {"binary_data": True}}]},
+        {**GOOD, "outputs": [{"name": "image", "parameters": {"binary_data": 1}}]},
         400,
     ),
+    ({**GOOD, "parameters": {"binary_data_output": "yes"}}, 400),
+    (_with(GOOD, 0, datatype=[]), 400),  # unhashable: once a 500
+    (_with(GOOD, 1, datatype={"a": 1}), 400),
+    (_with(GOOD, 0, parameters={"binary_data_size": 512}), 400),  # no bytes follow
+    (b"\x80\x81 not UTF-8", 400),
     (_with(GOOD, 0, datatype="FP64"), 400),
     (_with(GOOD, 0, shape=[1, 127]), 400),
     (_with(GOOD, 0, shape=[1, 128, 1]), 400),
