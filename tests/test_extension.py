@@ -89,6 +89,12 @@ def test_add_tasks_from_a_dataset_holding_only_the_new_category(tmp_path):
     metrics = json.loads((run / "task_03" / "metrics.json").read_text())
     assert metrics["seen_classes"] == [0, 1, 2]
     assert (run / "task_01" / "gan.keras").read_bytes() == before
+    # The command that made the run, repeated, finds it trained.
+    assert _train("--tasks=0-1", f"--out={run}") == 0
+    assert RunInfo.read(run).tasks == [[0], [1], [2]]
+    # A later extension without --dataset uses the run's first dataset.
+    assert cli.main(["train", f"--out={run}", "--add-tasks=3", "--verbose=0"]) == 0
+    assert RunInfo.read(run).task_datasets[3] == "digits"
 
 
 @wiring_test

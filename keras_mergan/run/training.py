@@ -292,6 +292,9 @@ def load_run_data(
     kept = 0
     if stored is not None and _extends(tasks, stored.tasks):
         kept = stored.num_tasks
+    elif stored is not None and stored.tasks[: len(tasks)] == tasks:
+        # The command that made a run, repeated after the run was extended.
+        tasks = stored.tasks
     training_tasks = (
         cumulative_tasks(tasks) if METHODS[config.method].cumulative else tasks
     )
@@ -357,6 +360,8 @@ def extension_config(
     `add_tasks` appends tasks to the run's ('/' separates tasks, ',' the
     categories of one: "2", "bird", "2/3"); `settings` are `RunConfig`
     fields to change (a `dataset` holding only the new categories, say).
+    The dataset defaults to the run's first one, not to the data an earlier
+    extension brought.
 
     Example:
 
@@ -366,7 +371,7 @@ def extension_config(
     info = read_run_info(run_dir)
     stored = RunConfig.from_run_dir(run_dir).to_dict()
     _refuse_model_changes(run_dir, stored, settings)
-    values = {**stored, **settings}
+    values = {**stored, "dataset": info.dataset, **settings}
     if add_tasks:
         kept = "/".join(",".join(str(c) for c in task) for task in info.tasks)
         values["tasks"] = f"{kept}/{add_tasks}"
