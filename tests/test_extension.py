@@ -115,7 +115,7 @@ def test_add_tasks_needs_an_existing_run(tmp_path, capsys):
 
 
 @wiring_test
-def test_a_folder_run_learns_a_category_it_never_saw(tmp_path):
+def test_a_folder_run_learns_a_category_it_never_saw(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     pets, birds = tmp_path / "pets", tmp_path / "birds"
     for root, names in ((pets, ("cat", "dog")), (birds, ("bird",))):
@@ -124,7 +124,10 @@ def test_a_folder_run_learns_a_category_it_never_saw(tmp_path):
                 image = rng.integers(0, 256, (32, 32), dtype=np.uint8)
                 save_image(root / name / f"{i}.png", image)
     run = tmp_path / "run"
-    assert _train(f"--dataset={pets}", "--tasks=cat/dog", f"--out={run}") == 0
+    # Scored by an evaluator trained on cat and dog, which never saw a bird.
+    monkeypatch.setenv("KERAS_MERGAN_CACHE", str(tmp_path / "cache"))
+    pets_run = [f"--dataset={pets}", "--tasks=cat/dog", "--eval-samples=4"]
+    assert _train(*pets_run, f"--out={run}") == 0
     old = load_task_model(run, 2)
     assert (
         cli.main(
@@ -143,6 +146,11 @@ def test_a_folder_run_learns_a_category_it_never_saw(tmp_path):
     assert info.tasks == [[0], [1], [2]]
     grown = load_task_model(run, 3)
     assert (old.num_classes, grown.num_classes) == (2, 3)
+    metrics = json.loads((run / "task_03" / "metrics.json").read_text())
+    assert sorted(metrics["accuracy"]) == ["0", "1"]
+    bird = metrics["unscored"]["bird"]
+    assert "does not know" in bird["reason"]
+    assert bird["fid"] > 0 and bird["samples"] == 4
 
 
 @pytest.mark.parametrize(

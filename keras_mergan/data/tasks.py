@@ -146,6 +146,10 @@ class TaskStream(keras.utils.PyDataset):
         """Classes of tasks 0..task, in order of first appearance."""
         return cumulative_tasks(self.tasks[: task + 1])[-1]
 
+    def images_of(self, label: int, limit: int) -> np.ndarray:
+        """Up to `limit` of the real images of class `label` (the first ones)."""
+        return self.images[np.flatnonzero(self.labels == label)[:limit]]
+
     def __getitem__(self, index):
         rng = np.random.default_rng([self.seed, self.iteration_of_step(int(index))])
         pool = self._pools[self.task_of_step(int(index))]

@@ -11,9 +11,11 @@ import numpy as np
 from keras_mergan.data.tasks import TaskStream
 from keras_mergan.evaluation.accuracy import (
     CURVE_FIELDS,
+    class_sampler,
     generated_accuracy,
     read_curve_rows,
 )
+from keras_mergan.evaluation.scores import feature_distance, kernel_distance
 from keras_mergan.run_folder import (
     ACCURACY_CURVE,
     GRID_FILE,
@@ -145,11 +147,11 @@ class RunRecorder(keras.callbacks.Callback):
             accuracy = generated_accuracy(
                 self.model, self.evaluator, scored, self.eval_samples, self.seed
             )
-            unscored = [self.run_info.class_names[c] for c in seen if c not in scored]
+            unscored = [c for c in seen if c not in scored]
             if unscored:
                 metrics["unscored"] = {
-                    name: "the run's evaluator does not know this category"
-                    for name in unscored
+                    self.run_info.class_names[c]: self._unscored_report(c)
+                    for c in unscored
                 }
             metrics["accuracy"] = {str(c): a for c, a in accuracy.items()}
             metrics["mean_accuracy"] = float(np.mean(list(accuracy.values())))
@@ -167,6 +169,23 @@ class RunRecorder(keras.callbacks.Callback):
         )
         write_json(folder / METRICS_FILE, metrics)
         self._append_csv(metrics)
+
+    def _unscored_report(self, label: int) -> dict:
+        """Why a class has no accuracy, and how far its samples are from the
+        task's real images of it on the evaluator's features (FID, KID)."""
+        report = {"reason": "the run's evaluator does not know this category"}
+        real = self.stream.images_of(label, self.eval_samples)
+        if len(real) < 2:
+            return report
+        generated = class_sampler(self.model, self.seed)(label, len(real))
+        real_features = self.evaluator.features(real)
+        generated_features = self.evaluator.features(generated)
+        return {
+            **report,
+            "fid": feature_distance(real_features, generated_features),
+            "kid": kernel_distance(real_features, generated_features),
+            "samples": len(real),
+        }
 
     def _scored(self, classes: list[int]) -> list[int]:
         """The classes the evaluator knows: a run grown by categories its
