@@ -8,6 +8,7 @@ import pytest
 from helpers import TINY_CLI_RUN, fit_random_tasks, save_image, tiny_gan, wiring_test
 
 from keras_mergan import cli
+from keras_mergan.evaluation.evaluator import build_classifier
 from keras_mergan.methods import ElasticWeightConsolidationGAN, JointTrainingWithReplay
 from keras_mergan.methods.growth import grow_categories
 from keras_mergan.run_folder import RunInfo, load_task_model
@@ -175,3 +176,21 @@ def test_growth_leaves_the_old_categories_outputs_unchanged(model_class):
     if model_class is ElasticWeightConsolidationGAN:
         fisher = [f for f in big.fisher if f.shape[0] == 3]
         assert fisher and all(not np.asarray(f)[2].any() for f in fisher)
+
+
+@wiring_test
+def test_a_run_scored_by_a_classifier_of_the_users(tmp_path, capsys):
+    names = [str(d) for d in range(10)]
+    for outputs in (10, 3):
+        classifier = build_classifier((32, 32, 1), outputs, seed=0)
+        classifier.save(tmp_path / f"pool{outputs}.keras")
+    run = tmp_path / "run"
+    pool = f"--evaluator={tmp_path / 'pool10.keras'}"
+    assert _train("--tasks=0-1", "--eval-samples=4", pool, f"--out={run}") == 0
+    metrics = json.loads((run / "task_02" / "metrics.json").read_text())
+    assert sorted(metrics["accuracy"]) == ["0", "1"]
+    capsys.readouterr()
+    wrong = f"--evaluator={tmp_path / 'pool3.keras'}"
+    assert _train("--tasks=0-1", "--eval-samples=4", wrong, f"--out={tmp_path}/x") == 2
+    error = capsys.readouterr().err
+    assert f"has 3 outputs; the run has 10 categories ({', '.join(names)})" in error

@@ -180,6 +180,36 @@ class Evaluator:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @classmethod
+    def load(cls, path: str | os.PathLike, class_names: Sequence[str]) -> Evaluator:
+        """A saved `.keras` classifier as the evaluator of `class_names`.
+
+        Its input is images ``[N, H, W, C]`` in ``[-1, 1]``, as generated; its
+        single output has one unit per class, in `class_names`' order
+        (probabilities or logits: the argmax is what scores). Features for
+        FID and KID come from its layer named ``"features"`` (this package's
+        classifiers) or else from the layer before its last.
+
+        Raises:
+            ValueError: the file cannot be loaded or does not fit.
+
+        Example:
+            >>> # Evaluator.load("pool-classifier.keras", ["cat", "dog", "bird"])
+        """
+        try:
+            classifier = keras.saving.load_model(path, compile=False)
+        except Exception as error:
+            raise ValueError(f"cannot load the evaluator {path}: {error}") from None
+        outputs = classifier.output_shape
+        if not isinstance(outputs, list) and outputs[-1] != len(class_names):
+            raise ValueError(
+                f"the evaluator {path} has {outputs[-1]} outputs; the run has "
+                f"{len(class_names)} categories ({', '.join(class_names)})"
+            )
+        evaluator = cls(classifier, class_names)
+        evaluator.cache_path = Path(path)
+        return evaluator
+
     # ------------------------------------------------------------------ #
     # Construction
     # ------------------------------------------------------------------ #
@@ -365,9 +395,15 @@ class Evaluator:
         return result
 
     def features(self, images, batch_size: int = 500) -> np.ndarray:
-        """Penultimate-layer (``"features"``, 256-d) activations ``[N, 256]``."""
+        """Penultimate-layer activations: the ``"features"`` layer (256-d) of
+        this package's classifiers, else the layer before the last."""
         if self._feature_model is None:
-            layer = self.classifier.get_layer(FEATURES_LAYER)
+            names = [layer.name for layer in self.classifier.layers]
+            layer = (
+                self.classifier.get_layer(FEATURES_LAYER)
+                if FEATURES_LAYER in names
+                else self.classifier.layers[-2]
+            )
             self._feature_model = keras.Model(
                 self.classifier.inputs, layer.output, name="evaluator_features"
             )

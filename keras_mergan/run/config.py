@@ -182,6 +182,13 @@ class RunConfig:
         "also score every N iterations inside a task, for forgetting curves "
         "(0: only at task ends)",
     )
+    evaluator: str | None = _option(
+        None,
+        "a .keras classifier to score the run with instead of the dataset's own: "
+        "input images [N, H, W, C] in [-1, 1] as the run's, one output per "
+        "category of the run in run.json's order (e.g. one trained on a "
+        "labelled pool of every category)",
+    )
     export: bool = _option(False, "export each task's generator (SavedModel, ONNX)")
 
     def __post_init__(self):

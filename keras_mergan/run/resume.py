@@ -64,6 +64,7 @@ _RESTATED_SETTINGS = (
     "export",
     "devices",
     "stream_images",
+    "evaluator",
 )
 _MISSING = "<missing>"
 

@@ -492,9 +492,12 @@ def run_callbacks(
 
 
 def run_evaluator(data: RunData, info: RunInfo, verbose: int, log) -> Evaluator | None:
-    """The evaluator that scores the run: the dataset's, or for tasks added
-    from other data, the one the run was scored with (that data is not read
-    again; categories it does not know are reported unscored)."""
+    """The evaluator that scores the run: `--evaluator`'s, else the dataset's,
+    or for tasks added from other data, the one the run was scored with (that
+    data is not read again; categories it does not know are reported
+    unscored)."""
+    if data.config.evaluator:
+        return Evaluator.load(data.config.evaluator, info.class_names)
     if info.task_datasets[-1] != info.dataset:
         if not info.evaluator or not Path(info.evaluator).is_file():
             log("No evaluator recorded for this run: the new tasks go unscored.")
