@@ -1,6 +1,7 @@
 """Extending a finished run with new categories, from their data alone."""
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -11,6 +12,8 @@ from keras_mergan import cli
 from keras_mergan.evaluation.evaluator import build_classifier
 from keras_mergan.methods import ElasticWeightConsolidationGAN, JointTrainingWithReplay
 from keras_mergan.methods.growth import grow_categories
+from keras_mergan.run.resume import fit_tasks
+from keras_mergan.run.training import extension_config, prepare_run
 from keras_mergan.run_folder import RunInfo, load_task_model
 
 TINY = [*TINY_CLI_RUN, "--method=jtr", "--width=8", "--iters-per-task=2"]
@@ -194,3 +197,42 @@ def test_a_run_scored_by_a_classifier_of_the_users(tmp_path, capsys):
     assert _train("--tasks=0-1", "--eval-samples=4", wrong, f"--out={tmp_path}/x") == 2
     error = capsys.readouterr().err
     assert f"has 3 outputs; the run has 10 categories ({', '.join(names)})" in error
+
+
+class _Crash(keras.callbacks.Callback):
+    """Stops training as Ctrl-C would, after the second iteration."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 1:
+            raise KeyboardInterrupt
+
+
+def test_an_extension_stopped_part_way_resumes_with_the_same_command(tmp_path):
+    base = tmp_path / "base"
+    budget = ["--tasks=0-1", "--iters-per-task=4", "--checkpoint-every=1"]
+    assert _train(*budget, f"--out={base}") == 0
+    whole = shutil.copytree(base, tmp_path / "whole")
+    cut = shutil.copytree(base, tmp_path / "cut")
+    extend = ["train", "--add-tasks=2", "--verbose=0"]
+    assert cli.main([*extend, f"--out={whole}"]) == 0
+    run = prepare_run(extension_config(cut, "2"), cut, verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        fit_tasks(
+            run.model,
+            run.stream,
+            run.run_dir,
+            [*run.callbacks, _Crash()],
+            start=run.start,
+            checkpoint_every=1,
+            verbose=0,
+        )
+    assert not (cut / "task_03").exists()
+    assert cli.main([*extend, f"--out={cut}"]) == 0
+    assert RunInfo.read(cut).tasks == [[0], [1], [2]]
+    difference = max(
+        np.abs(a - b).max()
+        for a, b in zip(
+            _generator_weights(cut, 3), _generator_weights(whole, 3), strict=True
+        )
+    )
+    assert difference < 1e-4

@@ -372,7 +372,11 @@ def extension_config(
     stored = RunConfig.from_run_dir(run_dir).to_dict()
     _refuse_model_changes(run_dir, stored, settings)
     values = {**stored, "dataset": info.dataset, **settings}
-    if add_tasks:
+    unfinished = len(finished_tasks(run_dir)) < info.num_tasks
+    if add_tasks and unfinished and str(stored["tasks"]).endswith(f"/{add_tasks}"):
+        # The same extension again, after it stopped part-way: resume it.
+        values["tasks"] = stored["tasks"]
+    elif add_tasks:
         kept = "/".join(",".join(str(c) for c in task) for task in info.tasks)
         values["tasks"] = f"{kept}/{add_tasks}"
     return RunConfig.from_dict(values)
