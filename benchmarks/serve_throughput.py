@@ -20,7 +20,11 @@ under 2 minutes on CPU) and benchmarks the export of the last task:
   taken from git history at commit 388a637) and the current one (uvicorn,
   batching), each in its own process on loopback, serving the same export:
   requests/s, p50 and p99 latency of ``/api/samples`` (``.npy``) for ``n`` =
-  1 and 64 samples per request, with 1, 8 and 64 keep-alive clients.
+  1 and 64 samples per request, with 1, 8 and 64 keep-alive clients;
+- ``oip``: the current server alone, in one run, the same cells for
+  ``/api/samples`` (``.npy``), Open Inference Protocol JSON and OIP binary
+  (Triton's binary tensor data, as ``tritonclient`` sends by default);
+  target: OIP binary within 1.3x of ``.npy`` per request.
 
 The machine is shared with other jobs, so each section first waits (up to
 ``--wait-idle`` seconds) for a second of idle CPU. Engine throughput is the
@@ -277,9 +281,19 @@ class _Client(asyncio.Protocol):
                 head = bytes(self.buffer[:end]).lower()
                 self.status = int(head[9:12])
                 length = re.search(rb"\r\ncontent-length: *(\d+)", head)
-                if length is None:
+                if length is not None:
+                    self.need = end + 4 + int(length.group(1))
+                elif b"transfer-encoding: chunked" in head:
+                    # A streamed JSON body: it ends with the zero-size chunk
+                    # (JSON text holds no CRLF, so the marker is unambiguous).
+                    self.need = -(end + 4)
+                else:
                     raise RuntimeError("response without Content-Length")
-                self.need = end + 4 + int(length.group(1))
+            if self.need < 0:
+                last = self.buffer.find(b"\r\n0\r\n\r\n", -self.need)
+                if last < 0:
+                    return
+                self.need = last + 7
             if len(self.buffer) < self.need:
                 return
             del self.buffer[: self.need]
@@ -295,17 +309,74 @@ class _Client(asyncio.Protocol):
             self.closed.set_result(exc)
 
 
+def oip_request(port: int, n: int, route: str, latent_dim: int) -> bytes:
+    """One inference request of ``n`` samples: ``oip-json`` or ``oip-binary``."""
+    z = np.random.default_rng(n).standard_normal((n, latent_dim)).astype("<f4")
+    labels = np.zeros(n, "<i4")
+    headers = f"Host: 127.0.0.1:{port}\r\n"
+    if route == "oip-json":
+        body = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "z",
+                        "shape": [n, latent_dim],
+                        "datatype": "FP32",
+                        "data": z.ravel().tolist(),
+                    },
+                    {
+                        "name": "label",
+                        "shape": [n],
+                        "datatype": "INT32",
+                        "data": [0] * n,
+                    },
+                ]
+            }
+        ).encode()
+        headers += "Content-Type: application/json\r\n"
+    else:
+        z_bytes, label_bytes = z.tobytes(), labels.tobytes()
+        head = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "z",
+                        "shape": [n, latent_dim],
+                        "datatype": "FP32",
+                        "parameters": {"binary_data_size": len(z_bytes)},
+                    },
+                    {
+                        "name": "label",
+                        "shape": [n],
+                        "datatype": "INT32",
+                        "parameters": {"binary_data_size": len(label_bytes)},
+                    },
+                ],
+                "parameters": {"binary_data_output": True},
+            }
+        ).encode()
+        body = head + z_bytes + label_bytes
+        headers += f"Inference-Header-Content-Length: {len(head)}\r\n"
+    return (
+        f"POST /v2/models/generator/infer HTTP/1.1\r\n{headers}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
 class _Load:
     """``clients`` closed-loop clients on one server, for ``warmup + window`` s."""
 
-    def __init__(self, port: int, n: int):
+    def __init__(self, port: int, n: int, route: str = "npy", latent_dim: int = 128):
         self.port, self.n = port, n
         self.running = True
         self.count = 0
         self.records: list[tuple[float, float, int]] = []
+        self.fixed = None if route == "npy" else oip_request(port, n, route, latent_dim)
 
     def next_request(self) -> bytes:
         self.count += 1
+        if self.fixed is not None:
+            return self.fixed
         return (
             f"GET /api/samples?category=0&n={self.n}&seed={self.count} HTTP/1.1\r\n"
             f"Host: 127.0.0.1:{self.port}\r\n\r\n"
@@ -449,6 +520,107 @@ def bench_servers(
     }
 
 
+OIP_ROUTES = ("npy", "oip-json", "oip-binary")
+
+
+def bench_routes(
+    export_dir: Path, latent_dim: int, window: float, warmup: float, rounds: int
+) -> dict:
+    """``/api/samples`` .npy, OIP JSON and OIP binary on one server, one run.
+
+    Cells (samples per request x clients) alternate the three routes round
+    by round, so that they see the same load from other jobs.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    command = [sys.executable, "-m", "keras_mergan.serve", str(export_dir.resolve())]
+    process, port = _start_server(
+        [*command, "--port", "0"], ROOT, dict(env, PYTHONPATH=str(ROOT))
+    )
+    cells: dict[tuple, list[dict]] = {}
+    try:
+        for round_ in range(rounds):
+            for n in HTTP_SAMPLES:
+                for clients in HTTP_CLIENTS:
+                    for route in OIP_ROUTES:
+                        load = _Load(port, n, route, latent_dim)
+                        result = asyncio.run(load.run(clients, warmup, window))
+                        cells.setdefault((n, clients, route), []).append(result)
+                        rate = result["requests"] / result["seconds"]
+                        print(
+                            f"  round {round_ + 1} n={n:3d} clients={clients:3d} "
+                            f"{route:10s} {rate:8.1f} req/s",
+                            flush=True,
+                        )
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    rows = []
+    for (n, clients, route), results in cells.items():
+        latencies = np.sort(np.concatenate([r["latencies"] for r in results]))
+        rates = [r["requests"] / r["seconds"] for r in results]
+        rows.append(
+            {
+                "route": route,
+                "n": n,
+                "clients": clients,
+                "requests_per_s": statistics.median(rates),
+                "p50_ms": float(np.percentile(latencies, 50) * 1000),
+                "p99_ms": float(np.percentile(latencies, 99) * 1000),
+                "requests": int(sum(r["requests"] for r in results)),
+                "errors": int(sum(r["errors"] for r in results)),
+            }
+        )
+    ratios = {}
+    for n in HTTP_SAMPLES:
+        for clients in HTTP_CLIENTS:
+            by_route = {
+                r["route"]: r for r in rows if r["n"] == n and r["clients"] == clients
+            }
+            # Cost per request: the inverse of throughput.
+            npy = by_route["npy"]["requests_per_s"]
+            ratios[f"n={n} clients={clients}"] = {
+                "binary_over_npy": npy / by_route["oip-binary"]["requests_per_s"],
+                "json_over_npy": npy / by_route["oip-json"]["requests_per_s"],
+            }
+    return {
+        "rows": rows,
+        "cost_per_request_vs_npy": ratios,
+        "binary_target_met": all(r["binary_over_npy"] <= 1.3 for r in ratios.values()),
+        "window_s": window,
+        "warmup_s": warmup,
+        "rounds": rounds,
+        "cpus_allowed": len(os.sched_getaffinity(0)),
+        "load_average": os.getloadavg()[0],
+    }
+
+
+def _routes_markdown(oip: dict) -> list[str]:
+    lines = [
+        "## Routes of the current server: .npy, OIP JSON, OIP binary",
+        "",
+        f"Same server, same run, routes alternating; {oip['rounds']} rounds of "
+        f"{oip['window_s']:g} s per cell. Cost per request relative to `.npy` "
+        "is `.npy` req/s over the route's req/s (target for OIP binary: <= 1.3; "
+        f"{'met' if oip['binary_target_met'] else 'not met'}). CPUs allowed: "
+        f"{oip['cpus_allowed']}, load average {oip['load_average']:.2f}.",
+        "",
+        "| n | clients | route | req/s | p50 ms | p99 ms | x .npy | errors |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    ratios = oip["cost_per_request_vs_npy"]
+    for row in sorted(oip["rows"], key=lambda r: (r["n"], r["clients"], r["route"])):
+        cell = ratios[f"n={row['n']} clients={row['clients']}"]
+        ratio = {"npy": 1.0, "oip-json": cell["json_over_npy"]}.get(
+            row["route"], cell["binary_over_npy"]
+        )
+        lines.append(
+            f"| {row['n']} | {row['clients']} | {row['route']} | "
+            f"{row['requests_per_s']:.0f} | {row['p50_ms']:.1f} | "
+            f"{row['p99_ms']:.1f} | {ratio:.2f} | {row['errors']} |"
+        )
+    return [*lines, ""]
+
+
 def _row(rows: list[dict], server: str, n: int, clients: int) -> dict:
     return next(
         r
@@ -476,6 +648,7 @@ def build_and_export(
     num_tasks: int, backend: str, work: Path
 ) -> tuple[Path, Path, float]:
     from keras_mergan.export import export_run
+
     # The synthetic run builder is a test helper, not part of the package.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from synthetic_run import cached_run
@@ -504,6 +677,8 @@ def _markdown(report: dict) -> str:
         lines += _engines_markdown(report)
     if report.get("http_servers"):
         lines += _http_markdown(report["http_servers"])
+    if report.get("oip_routes"):
+        lines += _routes_markdown(report["oip_routes"])
     return "\n".join(lines) + "\n"
 
 
@@ -594,7 +769,7 @@ def _http_markdown(http: dict) -> list[str]:
     return lines
 
 
-SECTIONS = ("onnxruntime", "keras", "http")
+SECTIONS = ("onnxruntime", "keras", "http", "oip")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -687,6 +862,16 @@ def main(argv: list[str] | None = None) -> int:
             report["http_servers"] = bench_servers(
                 export_dir,
                 work / "http",
+                args.http_window,
+                args.http_warmup,
+                args.http_rounds,
+            )
+        if "oip" in sections:
+            wait_idle(args.wait_idle)
+            latent_dim = exports.sampler(exports.latest()).latent_dim
+            report["oip_routes"] = bench_routes(
+                export_dir,
+                latent_dim,
                 args.http_window,
                 args.http_warmup,
                 args.http_rounds,

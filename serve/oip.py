@@ -182,6 +182,10 @@ def oip_router(
 
     def newest_ready() -> Sampler:
         """The newest version that loads, as Triton picks for an unversioned call."""
+        try:  # the common case in one directory scan
+            return exports.sampler(None)
+        except (ExportIntegrityError, UnknownTaskError):
+            pass
         for task in reversed(exports.tasks()):
             try:
                 return exports.sampler(task)
