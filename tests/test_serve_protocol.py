@@ -284,6 +284,9 @@ def test_newest_ready_version_serves_unversioned_calls(export_dir, tmp_path):
         status, _, raw = call(url, "POST", INFER, body)
         assert status == 400 and "version 2" in json.loads(raw)["error"]
         assert call(url, "GET", "/v2/models/generator/versions/2/ready")[0] == 400
+        # The REST API keeps 503 for it, which says when to retry.
+        status, got, _ = call(url, "GET", "/api/samples?category=0&task=2")
+        assert status == 503 and got["retry-after"] == "1"
         # The export folder vanishes: nothing is ok any more.
         shutil.move(root, tmp_path / "moved")
         status, got, raw = call(url, "GET", "/health")
