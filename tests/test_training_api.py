@@ -85,3 +85,24 @@ def test_export_is_a_callback_of_the_run_only_when_asked(tmp_path):
     assert [c.run_dir for c in exported.callbacks if isinstance(c, TaskExport)] == [
         tmp_path / "b"
     ]
+
+
+@wiring_test
+def test_train_run_with_verbose_0_prints_nothing(tmp_path, capsys):
+    from keras_mergan import train_run
+
+    config = RunConfig(
+        method="jtr",
+        tasks="0-1",
+        iters_per_task=1,
+        batch_size=4,
+        n_critic=1,
+        latent_dim=16,
+        width=4,
+        eval_samples=4,
+        checkpoint_every=0,
+    )
+    train_run(config, tmp_path / "run", verbose=0)
+    train_run(config, tmp_path / "run", verbose=0)  # all trained: still silent
+    assert capsys.readouterr().out == ""
+    assert (tmp_path / "run" / "task_02" / "metrics.json").is_file()

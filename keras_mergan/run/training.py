@@ -104,6 +104,7 @@ def train_run(
     """
     # Entered first: TensorFlow can split a CPU into devices only before it
     # starts, and models must be built inside the scope to be distributed.
+    log = log if verbose else _silent
     with data_parallel(config.devices):
         run = prepare_run(config, run_dir, verbose, log, tensorboard)
         stream, start = run.stream, run.start
@@ -197,6 +198,7 @@ def prepare_run(
         raise ValueError(
             "--tensorboard needs TensorBoard: pip install 'keras-mergan[tensorboard]'"
         )
+    log = log if verbose else _silent
     run_dir = Path(
         run_dir or Path("runs") / f"{config.method}-{Path(config.dataset).stem}"
     )
@@ -514,6 +516,10 @@ def run_evaluator(data: RunData, info: RunInfo, verbose: int, log) -> Evaluator 
     log("Preparing the evaluator (trained once per dataset, then cached)...")
     # One line per epoch: readable on a terminal and in a log file alike.
     return Evaluator.for_dataset(data.dataset, verbose=2 if verbose else 0)
+
+
+def _silent(message: str) -> None:
+    """The `log` of `verbose=0`: nothing is shown."""
 
 
 def parse_tasks(
