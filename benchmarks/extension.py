@@ -134,7 +134,7 @@ def run_extend(args, record: dict, save) -> None:
     from keras_mergan.serve.server import start_in_thread
 
     from keras_mergan import RunConfig, train_run
-    from keras_mergan.run.training import extension_config
+    from keras_mergan.run.extension import extension_config
     from keras_mergan.run_folder import RunInfo
 
     run_dir = args.runs / f"{args.method}-extend"

@@ -4,12 +4,13 @@ import argparse
 import dataclasses
 import importlib
 import os
+import shlex
 import sys
 import typing
 from pathlib import Path
 
 from keras_mergan import __version__
-from keras_mergan.run_folder import RUN_INFO
+from keras_mergan.run_folder import RUN_INFO, check_out_folder, default_run_dir
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -260,6 +261,8 @@ def main(argv=None) -> int:
         # Settings are checked before the backend loads: a bad value is
         # reported at once, before any banner.
         config = run_config(args) if args.command == "train" else None
+        if config is not None:
+            check_out_folder(args.out or default_run_dir(config))
         _start_backend(
             getattr(args, "verbose", 1),
             # TensorBoard's summaries are TensorFlow's, whatever the backend.
@@ -269,15 +272,26 @@ def main(argv=None) -> int:
             from keras_mergan.run.training import train_run
 
             _show_replay_warnings_plainly()
-            train_run(
-                config, args.out, verbose=args.verbose, tensorboard=args.tensorboard
-            )
+            try:
+                train_run(
+                    config, args.out, verbose=args.verbose, tensorboard=args.tensorboard
+                )
+            except KeyboardInterrupt:
+                from keras_mergan.run.resume import where_it_stopped
+
+                run_dir = args.out or default_run_dir(config)
+                print(
+                    f"\nStopped: {run_dir} keeps {where_it_stopped(run_dir)}; "
+                    f"resume with: keras-mergan {shlex.join(argv)}",
+                    file=sys.stderr,
+                )
+                return 130
         elif args.command == "plot":
             plot(args)
         else:
             evaluate(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as error:
-        print(f"keras-mergan: error: {error}", file=sys.stderr)
+        print(f"keras-mergan {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0
 
@@ -331,7 +345,7 @@ def run_config(args: argparse.Namespace):
     extends it with nothing else repeated.
     """
     from keras_mergan.run.config import RunConfig
-    from keras_mergan.run.training import extension_config
+    from keras_mergan.run.extension import extension_config
 
     options = {f.name for f in dataclasses.fields(RunConfig)}
     given = {k: v for k, v in vars(args).items() if k in options}

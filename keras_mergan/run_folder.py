@@ -221,6 +221,41 @@ class RunInfo:
         return write_json(Path(run_dir) / RUN_INFO, self.to_dict())
 
 
+def default_run_dir(config) -> Path:
+    """The run folder of a `RunConfig` given none: `runs/<method>-<dataset>`.
+
+    Example:
+
+    >>> from types import SimpleNamespace
+    >>> default_run_dir(SimpleNamespace(method="jtr", dataset="data/cats.npz"))
+    PosixPath('runs/jtr-cats')
+    """
+    return Path("runs") / f"{config.method}-{Path(config.dataset).stem}"
+
+
+def check_out_folder(run_dir: str | os.PathLike) -> None:
+    """Refuse a run folder that cannot hold a run: a file, a folder that
+    cannot be written, or a non-empty folder holding no run.
+
+    Raises:
+        RunFolderError: one line naming the folder and the reason.
+
+    Example:
+
+    >>> check_out_folder("/nonexistent/new-run")  # a new folder is fine
+    """
+    path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"--out {path}: a file, not a folder")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise RunFolderError(f"--out {path}: not writable")
+    if path.is_dir() and not (path / RUN_INFO).exists() and any(path.iterdir()):
+        raise RunFolderError(
+            f"--out {path}: not empty and holds no run; choose an empty or new folder"
+        )
+
+
 def read_run_info(run_dir: str | os.PathLike) -> RunInfo:
     """The run's `run.json` as a `RunInfo` (`RunInfo.read`).
 

@@ -12,8 +12,9 @@ from keras_mergan import cli
 from keras_mergan.evaluation.evaluator import build_classifier
 from keras_mergan.methods import ElasticWeightConsolidationGAN, JointTrainingWithReplay
 from keras_mergan.methods.growth import grow_categories
+from keras_mergan.run.extension import extension_config
 from keras_mergan.run.resume import fit_tasks
-from keras_mergan.run.training import extension_config, prepare_run
+from keras_mergan.run.training import prepare_run
 from keras_mergan.run_folder import RunInfo, load_task_model
 
 TINY = [*TINY_CLI_RUN, "--method=jtr", "--width=8", "--iters-per-task=2"]

@@ -105,6 +105,12 @@ class RunRecorder(keras.callbacks.Callback):
         self._first_epoch = True
 
     def on_epoch_begin(self, epoch, logs=None):
+        if (task_dir(self.run_dir, epoch + 1) / METRICS_FILE).exists():
+            raise FileExistsError(
+                f"{self.run_dir} already holds a finished task {epoch + 1}: "
+                "refusing to train it again (train_run resumes a run; fit "
+                "from run.start, or choose another folder)"
+            )
         self._started = time.time()
         self._task = epoch
         # a fit resumed part-way through a task runs only its remaining steps

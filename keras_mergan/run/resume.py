@@ -108,6 +108,25 @@ class ResumePoint:
         return f"task {self.task + 1}, iteration {self.step}/{steps_per_task}"
 
 
+def where_it_stopped(run_dir: str | os.PathLike) -> str:
+    """Where an interrupted run stands, in words: its finished tasks and, if
+    a mid-task state was saved, the task and iteration it resumes from."""
+    run_dir = Path(run_dir)
+    done = len(finished_tasks(run_dir))
+    words = f"{done} finished task{'s' if done != 1 else ''}"
+    try:
+        manifest = json.loads(
+            (run_dir / CHECKPOINT_FOLDER / MANIFEST_NAME).read_text()
+        )
+        task, step = manifest["task"], manifest["step"]
+        steps = manifest["steps_per_task"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return words
+    if task == done and step:
+        words += f" and task {task + 1} saved at iteration {step}/{steps}"
+    return words
+
+
 def training_state(model: keras.Model) -> list:
     """Every variable a training step reads or writes, in a fixed order."""
     return [

@@ -1,0 +1,117 @@
+"""Failures a user can cause end in one true line, and nothing is lost."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import TINY_CLI_RUN, wiring_test
+
+from keras_mergan import RunConfig, cli, prepare_run
+from keras_mergan.run_folder import CHECKPOINT_FOLDER
+
+TRAIN = [
+    "train",
+    "--tasks=0,1",
+    "--iters-per-task=400",
+    "--batch-size=4",
+    "--n-critic=1",
+    "--latent-dim=16",
+    "--width=4",
+    "--eval-samples=0",
+    "--checkpoint-every=2",
+    "--verbose=0",
+]
+
+
+def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    manifest = run_dir / CHECKPOINT_FOLDER / "checkpoint.json"
+    command = [*TRAIN, f"--out={run_dir}"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_mergan", *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while process.poll() is None and time.time() < deadline:
+        if manifest.exists() and json.loads(manifest.read_text())["step"] >= 4:
+            process.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.01)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    saved = json.loads(manifest.read_text())["step"]
+    # TensorFlow may log its own interrupted input pipeline; ours is one line.
+    assert (
+        f"Stopped: {run_dir} keeps 0 finished tasks and task 1 saved at iteration "
+        f"{saved}/400; resume with: keras-mergan {' '.join(command)}"
+    ) in stderr.splitlines(), stderr[-3000:]
+
+
+def test_out_at_a_file_is_refused_before_anything_loads(tmp_path, capsys):
+    target = tmp_path / "f"
+    target.write_text("")
+    assert cli.main([*TINY_CLI_RUN, f"--out={target}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == f"keras-mergan train: error: --out {target}: a file, not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_out_is_refused(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    assert cli.main([*TINY_CLI_RUN, f"--out={locked / 'run'}"]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_a_non_empty_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "holiday.jpg").write_bytes(b"")
+    assert cli.main([*TINY_CLI_RUN, f"--out={folder}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.endswith(
+        f"--out {folder}: not empty and holds no run; choose an empty or new folder"
+    )
+    assert sorted(p.name for p in folder.iterdir()) == ["holiday.jpg"]
+
+
+@wiring_test
+def test_fitting_a_finished_run_again_is_refused_and_loses_nothing(tmp_path):
+    config = RunConfig(
+        method="jtr",
+        tasks="0-1",
+        iters_per_task=1,
+        batch_size=4,
+        n_critic=1,
+        latent_dim=16,
+        width=4,
+        eval_samples=4,
+        checkpoint_every=0,
+    )
+
+    def fit():
+        run = prepare_run(config, tmp_path / "run", verbose=0)
+        run.model.fit(
+            run.stream,
+            epochs=run.stream.num_tasks,
+            steps_per_epoch=run.stream.steps_per_task,
+            shuffle=False,
+            verbose=0,
+            callbacks=run.fit_callbacks(),
+        )
+
+    fit()
+    metrics = tmp_path / "run" / "task_01" / "metrics.json"
+    before = metrics.read_bytes(), (tmp_path / "run" / "metrics.csv").read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a finished task 1"):
+        fit()
+    after = metrics.read_bytes(), (tmp_path / "run" / "metrics.csv").read_bytes()
+    assert after == before
