@@ -52,7 +52,7 @@ from .batching import MAX_BATCH, MAX_WAIT
 from .errors import PayloadTooLargeError
 from .gallery import API_DOCS_HTML, GALLERY_HTML
 from .observe import Metrics, RequestObserver
-from .oip import oip_router
+from .oip import ModelVersions, oip_router
 from .responses import (
     HEADERS,
     RETRY_AFTER,
@@ -96,6 +96,8 @@ class AppSettings:
     allowed_hosts: tuple[str, ...] = ()
     threads: int | None = None
     admission: AdmissionLimits = field(default_factory=AdmissionLimits)
+    # "host:port" of the gRPC service (port 0: any free one); None: no gRPC.
+    grpc_address: str | None = None
 
 
 class HostCheck:
@@ -274,7 +276,23 @@ def create_app(
         # Load every task once, off the event loop: requests then find their
         # sessions ready, and a broken task is known before the first request.
         await run_in_threadpool(exports.status)
+        grpc_server = None
+        if settings.grpc_address is not None:
+            # Imported only when asked for: HTTP alone needs no grpcio.
+            from .grpc_service import start_grpc
+
+            grpc_server, port = await start_grpc(
+                service,
+                ModelVersions(service, settings.model_name),
+                settings.grpc_address,
+                settings.max_body,
+            )
+            app.state.grpc_port = port
+            host = settings.grpc_address.rsplit(":", 1)[0]
+            print(f"gRPC (Open Inference Protocol) on {host}:{port}", flush=True)
         yield
+        if grpc_server is not None:
+            await grpc_server.stop(grace=1.0)
         executor.shutdown(wait=False)
 
     app = FastAPI(

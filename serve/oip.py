@@ -143,6 +143,61 @@ def model_config(name: str, sampler: Sampler, max_batch: int, max_wait: float) -
     }
 
 
+class ModelVersions:
+    """The model's versions (tasks) as the protocol names and picks them.
+
+    Shared by the HTTP routes and the gRPC service.
+
+    Example:
+
+    >>> # ModelVersions(service, "generator").sampler(None)  # newest ready
+    """
+
+    def __init__(self, service: GeneratorService, model_name: str) -> None:
+        self.exports = service.exports
+        self.model_name = model_name
+
+    def check_name(self, name: str) -> None:
+        if name != self.model_name:
+            raise UnknownModelError(
+                f"unknown model {name[:64]!r}; this server has {self.model_name!r}"
+            )
+
+    def task_number(self, version: str) -> int:
+        if not _VERSION.match(version):
+            raise _bad(f"version must be a task number, got {version[:64]!r}")
+        return int(version)
+
+    def loadable(self) -> list[int]:
+        return [task for task, error in self.exports.status().items() if error is None]
+
+    def newest_ready(self) -> Sampler:
+        """The newest version that loads, as Triton picks for an unversioned call."""
+        try:  # the common case in one directory scan
+            return self.exports.sampler(None)
+        except (ExportIntegrityError, UnknownTaskError):
+            pass
+        for task in reversed(self.exports.tasks()):
+            try:
+                return self.exports.sampler(task)
+            except (ExportIntegrityError, UnknownTaskError):
+                continue
+        raise ModelNotReadyError(f"no version of model {self.model_name!r} is ready")
+
+    def sampler(self, version: str | None) -> Sampler:
+        """A version's sampler (``None``: the newest ready); 400 if it cannot load."""
+        if version is None:
+            return self.newest_ready()
+        task = self.task_number(version)
+        try:
+            return self.exports.sampler(task)
+        except ExportIntegrityError as error:
+            raise ModelNotReadyError(
+                f"version {task} of model {self.model_name!r} is not ready: "
+                f"{error.message}"
+            ) from None
+
+
 def oip_router(
     service: GeneratorService,
     model_name: str,
@@ -166,43 +221,10 @@ def oip_router(
     )
     exports = service.exports
 
-    def check_name(name: str) -> None:
-        if name != model_name:
-            raise UnknownModelError(
-                f"unknown model {name[:64]!r}; this server has {model_name!r}"
-            )
-
-    def task_number(version: str) -> int:
-        if not _VERSION.match(version):
-            raise _bad(f"version must be a task number, got {version[:64]!r}")
-        return int(version)
-
-    def loadable() -> list[int]:
-        return [task for task, error in exports.status().items() if error is None]
-
-    def newest_ready() -> Sampler:
-        """The newest version that loads, as Triton picks for an unversioned call."""
-        try:  # the common case in one directory scan
-            return exports.sampler(None)
-        except (ExportIntegrityError, UnknownTaskError):
-            pass
-        for task in reversed(exports.tasks()):
-            try:
-                return exports.sampler(task)
-            except (ExportIntegrityError, UnknownTaskError):
-                continue
-        raise ModelNotReadyError(f"no version of model {model_name!r} is ready")
-
-    def sampler_of(version: str | None) -> Sampler:
-        if version is None:
-            return newest_ready()
-        task = task_number(version)
-        try:
-            return exports.sampler(task)
-        except ExportIntegrityError as error:
-            raise ModelNotReadyError(
-                f"version {task} of model {model_name!r} is not ready: {error.message}"
-            ) from None
+    versions = ModelVersions(service, model_name)
+    check_name, task_number = versions.check_name, versions.task_number
+    loadable, newest_ready = versions.loadable, versions.newest_ready
+    sampler_of = versions.sampler
 
     @router.get("", summary="Server metadata")
     async def server_metadata() -> Response:

@@ -337,6 +337,13 @@ def build_parser(prog: str = "python -m keras_mergan.serve") -> argparse.Argumen
         help="comma-separated Host header values to accept, e.g. "
         "'example.org,*.example.org' (default: any)",
     )
+    parser.add_argument(
+        "--grpc-port",
+        type=_ranged(int, 0, 65535),
+        default=None,
+        help="also serve the Open Inference Protocol over gRPC on this port of "
+        "--host (0: any free port; default: no gRPC; needs grpcio)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request")
     return parser
 
@@ -366,6 +373,13 @@ def main(
         model_name=args.model_name,
         allowed_hosts=args.allowed_hosts,
         threads=args.threads,
+        grpc_address=(
+            None
+            if args.grpc_port is None
+            else f"[{args.host}]:{args.grpc_port}"
+            if ":" in args.host
+            else f"{args.host}:{args.grpc_port}"
+        ),
         admission=AdmissionLimits(
             body_timeout=args.timeout_body,
             min_body_rate=args.min_rate_kb * 2**10,

@@ -1,4 +1,4 @@
-"""Triton's own HTTP client against the built-in server, binary and JSON.
+"""Triton's own clients against the built-in server: HTTP (binary and JSON), gRPC.
 
 ``tritonclient`` pins ``ml_dtypes`` below what TensorFlow needs, so it runs
 in a virtualenv of its own, made here once and kept in pytest's cache. If
@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from keras_mergan.serve import Sampler
-from keras_mergan.serve.app import create_app
+from keras_mergan.serve.app import AppSettings, create_app
 from keras_mergan.serve.server import start_in_thread
 from test_serve import cached_export
 
 pytestmark = pytest.mark.backend_independent
 
-REQUIREMENTS = ["tritonclient[http]>=2.40", "numpy"]
+REQUIREMENTS = ["tritonclient[http,grpc]>=2.40", "numpy"]
 
 # Runs inside the client's virtualenv: argv[1] the server, argv[2] an .npz.
 CLIENT = r"""
@@ -70,6 +70,39 @@ print(json.dumps({
     "extensions": client.get_server_metadata()["extensions"],
     "config": client.get_model_config("generator"),
     "inferences": statistics["model_stats"][0]["inference_count"],
+}))
+"""
+
+
+GRPC_CLIENT = r"""
+import json, sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+client = grpcclient.InferenceServerClient(sys.argv[1])
+z = np.random.default_rng(1).standard_normal((2, 128)).astype(np.float32)
+labels = np.array([[1], [0]], np.int32)
+tensors = [
+    grpcclient.InferInput("z", list(z.shape), "FP32"),
+    grpcclient.InferInput("label", list(labels.shape), "INT32"),
+]
+tensors[0].set_data_from_numpy(z)
+tensors[1].set_data_from_numpy(labels)
+result = client.infer("generator", tensors)
+np.savez(sys.argv[2], z=z, labels=labels, image=result.as_numpy("image"))
+try:
+    client.get_model_metadata("other")
+    unknown = "answered"
+except Exception as error:
+    unknown = str(error)
+print(json.dumps({
+    "live": client.is_server_live(),
+    "ready": client.is_server_ready(),
+    "model_ready": client.is_model_ready("generator", "1"),
+    "extensions": list(client.get_server_metadata().extensions),
+    "versions": list(client.get_model_metadata("generator").versions),
+    "version": result.get_response().model_version,
+    "unknown": unknown,
 }))
 """
 
@@ -133,3 +166,30 @@ def test_tritonclient_binary_and_json(run_cache, client_python, tmp_path):
     np.testing.assert_array_equal(out["json"], out["default"])
     first = Sampler(export_dir, 1).generate(z, np.zeros_like(labels))
     np.testing.assert_allclose(out["binary_out"], first, atol=1e-6)
+
+
+def test_tritonclient_grpc(run_cache, client_python, tmp_path):
+    export_dir = cached_export(run_cache)
+    app = create_app(export_dir, AppSettings(grpc_address="127.0.0.1:0"))
+    with start_in_thread(app):
+        result = subprocess.run(
+            [
+                str(client_python),
+                "-c",
+                GRPC_CLIENT,
+                f"127.0.0.1:{app.state.grpc_port}",
+                str(tmp_path / "out.npz"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["live"] and report["ready"] and report["model_ready"]
+    assert report["versions"] == ["1", "2"] and report["version"] == "2"
+    assert "binary_tensor_data" in report["extensions"]
+    assert "unknown model" in report["unknown"]
+    out = np.load(tmp_path / "out.npz")
+    expected = Sampler(export_dir, 2).generate(out["z"], out["labels"].reshape(-1))
+    np.testing.assert_allclose(out["image"], expected, atol=1e-6)
