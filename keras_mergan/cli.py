@@ -34,8 +34,15 @@ DELEGATED = {
 }
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors in one line (`--help` shows the usage), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="keras-mergan", description=__doc__)
+    parser = _OneLineErrors(prog="keras-mergan", description=__doc__)
     parser.add_argument(
         "--version", action="version", version=f"keras-mergan {__version__}"
     )

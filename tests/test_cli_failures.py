@@ -115,3 +115,25 @@ def test_fitting_a_finished_run_again_is_refused_and_loses_nothing(tmp_path):
         fit()
     after = metrics.read_bytes(), (tmp_path / "run" / "metrics.csv").read_bytes()
     assert after == before
+
+
+@pytest.mark.parametrize(
+    "argument,message",
+    [
+        ("--tasks=3,3", "--tasks 3,3: category 3 is listed twice"),
+        ("--tasks=3/3", "--tasks 3/3: category 3 is listed twice"),
+        ("--tasks=2-0", "--tasks 2-0: the range 2-0 is empty (write 0-2, or list"),
+        ("--mixing-ratio=2", "argument --mixing-ratio: mixing_ratio must be in"),
+    ],
+)
+def test_bad_options_get_one_short_line(tmp_path, capsys, argument, message):
+    method = "--method=dgr" if "mixing" in argument else "--method=sft"
+    try:
+        code = cli.main([*TINY_CLI_RUN, method, argument, f"--out={tmp_path / 'r'}"])
+    except SystemExit as exit_info:  # argparse's own checks exit
+        code = exit_info.code
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "usage" not in error
+    assert error.startswith(f"keras-mergan train: error: {message}")
+    assert not (tmp_path / "r").exists()

@@ -203,7 +203,7 @@ def test_resolve_categories(digits, tmp_path):
         resolve_categories(ds, ["garage"])
     with pytest.raises(DatasetError, match="out of range"):
         resolve_categories(ds, [2])
-    with pytest.raises(DatasetError, match="given twice"):
+    with pytest.raises(DatasetError, match="is listed twice"):
         resolve_categories(digits, ["3", 3])
 
 

@@ -198,7 +198,7 @@ def resolve_categories(
                 f"valid categories: {valid} (or an index 0..{len(names) - 1})"
             )
         if index in result:
-            raise DatasetError(f"category {cat!r} ({names[index]!r}) given twice")
+            raise DatasetError(f"category {names[index]} is listed twice")
         result.append(index)
     return result
 

@@ -485,9 +485,11 @@ def parse_tasks(
         tasks = split_tasks(_parse_group(spec, dataset), classes_per_task)
     classes = [c for task in tasks for c in task]
     if not tasks or any(not task for task in tasks):
-        raise DatasetError(f"--tasks {spec!r} has an empty task")
-    if len(set(classes)) != len(classes):
-        raise DatasetError(f"--tasks {spec!r} lists a class twice")
+        raise DatasetError("a task has no category")
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        names = ", ".join(dataset.class_names[c] for c in repeated)
+        raise DatasetError(f"category {names} is listed twice")
     return tasks
 
 
@@ -496,6 +498,11 @@ def _parse_group(text: str, dataset) -> list[int]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         low, dash, high = part.partition("-")
         if dash and low.strip().isdigit() and high.strip().isdigit():
+            if int(low) > int(high):
+                raise DatasetError(
+                    f"the range {part.strip()} is empty (write {high.strip()}-"
+                    f"{low.strip()}, or list the categories in the order wanted)"
+                )
             items.extend(range(int(low), int(high) + 1))
         else:
             items.append(part)
