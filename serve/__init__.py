@@ -15,8 +15,10 @@ Command line::
     keras-mergan serve EXPORT_DIR --port 8000          # HTTP + gallery at /
 
 The HTTP server (:mod:`.app`, FastAPI on uvicorn) also speaks the Open
-Inference Protocol v2 (:mod:`.oip`); importing this package does not import
-the HTTP stack.
+Inference Protocol v2 (:mod:`.oip`, JSON or Triton's binary tensors; over
+gRPC too with ``--grpc-port``, :mod:`.grpc_service`) and exports Prometheus
+metrics (:mod:`.observe`); importing this package does not import the HTTP
+stack.
 """
 
 from importlib.metadata import PackageNotFoundError, version
