@@ -208,7 +208,8 @@ def test_killed_cli_run_resumes_where_it_stopped(killed_run, tmp_path, capsys):
     finished = file_hashes(run_dir)
     assert {Path(name).parent.name for name in finished} == {"task_01"}
 
-    assert main([*CLI_TRAIN, f"--out={run_dir}"]) == 0
+    # --verbose 1: the resume line is part of what a run shows.
+    assert main([*CLI_TRAIN, "--verbose=1", f"--out={run_dir}"]) == 0
     printed = capsys.readouterr().out
     assert (
         f"Resuming at task 2, iteration {manifest['step']}/40 (1 finished tasks kept)"
@@ -233,7 +234,7 @@ def test_killed_cli_run_resumes_where_it_stopped(killed_run, tmp_path, capsys):
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(want)
         )
-    assert main([*CLI_TRAIN, f"--out={run_dir}"]) == 0
+    assert main([*CLI_TRAIN, "--verbose=1", f"--out={run_dir}"]) == 0
     assert "already trained" in capsys.readouterr().out
     assert file_hashes(run_dir) == after
 
@@ -268,7 +269,7 @@ def test_without_a_checkpoint_the_unfinished_task_restarts(
     shutil.copytree(killed_run[0], run_dir)
     shutil.rmtree(run_dir / CHECKPOINT_FOLDER)
     finished = file_hashes(run_dir)
-    assert main([*CLI_TRAIN, f"--out={run_dir}"]) == 0
+    assert main([*CLI_TRAIN, "--verbose=1", f"--out={run_dir}"]) == 0
     assert "Resuming at task 2, iteration 0/40" in capsys.readouterr().out
     after = file_hashes(run_dir)
     assert {name: after[name] for name in finished} == finished
