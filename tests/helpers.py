@@ -33,6 +33,18 @@ TINY_CLI_RUN = [
     "--checkpoint-every=0",
     "--verbose=0",
 ]
+# The same run from Python: `RunConfig` fields of a run that trains for seconds.
+TINY_RUN_CONFIG = dict(
+    method="jtr",
+    tasks="0-1",
+    iters_per_task=1,
+    batch_size=4,
+    n_critic=1,
+    latent_dim=16,
+    width=4,
+    eval_samples=0,
+    checkpoint_every=0,
+)
 # The option wiring is the same on every backend; under JAX, compiling each
 # fresh step takes minutes of a CPU, and the networks' training on JAX is
 # tested in test_resnet.py and test_conditional_wgan_gp.py.

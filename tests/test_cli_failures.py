@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from helpers import TINY_CLI_RUN, wiring_test
+from helpers import TINY_CLI_RUN, TINY_RUN_CONFIG, wiring_test
 
 from keras_mergan import RunConfig, cli, prepare_run
 from keras_mergan.run_folder import CHECKPOINT_FOLDER
@@ -85,17 +85,7 @@ def test_a_non_empty_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
 
 @wiring_test
 def test_fitting_a_finished_run_again_is_refused_and_loses_nothing(tmp_path):
-    config = RunConfig(
-        method="jtr",
-        tasks="0-1",
-        iters_per_task=1,
-        batch_size=4,
-        n_critic=1,
-        latent_dim=16,
-        width=4,
-        eval_samples=4,
-        checkpoint_every=0,
-    )
+    config = RunConfig(**{**TINY_RUN_CONFIG, "eval_samples": 4})
 
     def fit():
         run = prepare_run(config, tmp_path / "run", verbose=0)

@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from helpers import TINY_CLI_RUN, wiring_test
+from helpers import TINY_CLI_RUN, TINY_RUN_CONFIG, wiring_test
 from PIL import Image
 
 from keras_mergan import cli
@@ -160,18 +160,7 @@ def test_data_and_task_errors_name_the_option(tmp_path, capsys):
 
 @wiring_test
 def test_python_and_command_routes_write_the_same_run(tmp_path):
-    options = dict(
-        method="jtr",
-        preset="fast",
-        tasks="0-1",
-        iters_per_task=1,
-        batch_size=4,
-        n_critic=1,
-        latent_dim=16,
-        width=4,
-        eval_samples=0,
-        checkpoint_every=0,
-    )
+    options = {**TINY_RUN_CONFIG, "preset": "fast"}
     train_run(RunConfig(**options), tmp_path / "python", verbose=0)
     flags = [
         f"--{k.replace('_', '-')}={v}"

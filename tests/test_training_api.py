@@ -4,7 +4,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from helpers import TINY_CLI_RUN, wiring_test
+from helpers import TINY_CLI_RUN, TINY_RUN_CONFIG, wiring_test
 
 from keras_mergan import cli
 from keras_mergan.run.callbacks import TaskExport, TaskSequence, TrainingCheckpoint
@@ -91,17 +91,7 @@ def test_export_is_a_callback_of_the_run_only_when_asked(tmp_path):
 def test_train_run_with_verbose_0_prints_nothing(tmp_path, capsys):
     from keras_mergan import train_run
 
-    config = RunConfig(
-        method="jtr",
-        tasks="0-1",
-        iters_per_task=1,
-        batch_size=4,
-        n_critic=1,
-        latent_dim=16,
-        width=4,
-        eval_samples=4,
-        checkpoint_every=0,
-    )
+    config = RunConfig(**{**TINY_RUN_CONFIG, "eval_samples": 4})
     train_run(config, tmp_path / "run", verbose=0)
     train_run(config, tmp_path / "run", verbose=0)  # all trained: still silent
     assert capsys.readouterr().out == ""
