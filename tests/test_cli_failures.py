@@ -60,6 +60,9 @@ def test_out_at_a_file_is_refused_before_anything_loads(tmp_path, capsys):
     assert cli.main([*TINY_CLI_RUN, f"--out={target}"]) == 2
     error = capsys.readouterr().err.strip()
     assert error == f"keras-mergan train: error: --out {target}: a file, not a folder"
+    # A folder inside that file cannot be made: refused as not writable.
+    assert cli.main([*TINY_CLI_RUN, f"--out={target / 'run'}"]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"{target / 'run'}: not writable")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
