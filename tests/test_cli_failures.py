@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from helpers import TINY_CLI_RUN, TINY_RUN_CONFIG, wiring_test
+from helpers import TINY_CLI_RUN, TINY_RUN_CONFIG, make_image_folder, wiring_test
 
 from keras_mergan import RunConfig, cli, prepare_run
 from keras_mergan.run_folder import CHECKPOINT_FOLDER
@@ -130,3 +130,22 @@ def test_bad_options_get_one_short_line(tmp_path, capsys, argument, message):
     assert error.count("\n") == 1 and "usage" not in error
     assert error.startswith(f"keras-mergan train: error: {message}")
     assert not (tmp_path / "r").exists()
+
+
+@wiring_test
+def test_the_evaluator_line_says_what_happens(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KERAS_MERGAN_CACHE", str(tmp_path / "cache"))
+    scored = [*TINY_CLI_RUN, "--verbose=1", "--eval-samples=4", "--tasks=0"]
+    # The built-in digits' evaluator ships with the package: nothing to train.
+    assert cli.main([*scored, f"--out={tmp_path / 'digits'}"]) == 0
+    assert "the evaluator" not in capsys.readouterr().out
+    folder = make_image_folder(tmp_path / "rooms", rgb=False)
+    rooms = [f"--dataset={folder}", "--tasks=bedroom"]
+    assert cli.main([*scored, *rooms, f"--out={tmp_path / 'rooms-run'}"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "the evaluator" in line]
+    assert lines == [
+        "Training the evaluator of rooms (once: it is cached for every later run "
+        "on this data)..."
+    ]
+    assert "Epoch" not in out

@@ -68,14 +68,26 @@ def test_a_broken_replay_generator_raises_the_warning(tmp_path):
     report = json.loads(metrics.read_text())["replay_health"]
     assert report["old_classes"] == [0, 1] and report["samples"] == 8
     assert report["accuracy"] == {"0": 1.0, "1": 0.0}
-    assert logged == ["Task 3 replay health: class shares 0: 1.00, 1: 0.00"]
+    # Shares with the warnings' three decimals, so that a figure and its warning
+    # agree.
+    assert logged == ["Task 3 replay health: class shares 0: 1.000, 1: 0.000"]
+    named = ReplayHealth(
+        tmp_path,
+        stream,
+        _BlankDetector(),
+        logged.append,
+        4,
+        class_names=["cat", "dog", "bird"],
+    )
+    named.set_model(gan)
+    with pytest.warns(ReplayHealthWarning, match="task 3: class dog: replay"):
+        named.on_epoch_end(2)
+    assert logged[-1] == "Task 3 replay health: class shares cat: 1.000, dog: 0.000"
     callback.on_epoch_end(0)  # the first task has nothing to replay
     assert not (task_dir(tmp_path, 1) / "metrics.json").exists()
 
 
-def test_the_command_line_shows_a_replay_warning_as_one_plain_line(
-    capsys, monkeypatch
-):
+def test_the_command_line_shows_a_replay_warning_as_one_plain_line(capsys, monkeypatch):
     from keras_mergan import cli
 
     others = []

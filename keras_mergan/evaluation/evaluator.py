@@ -223,6 +223,40 @@ class Evaluator:
         return h.hexdigest()[:20]
 
     @classmethod
+    def _cache_files(
+        cls, dataset: ImageDataset, cache_dir, epochs: int | None, seed: int
+    ) -> tuple[int, Path, Path]:
+        """(epochs, the cache's file, the packaged file) of `dataset`'s evaluator."""
+        if epochs is None:
+            epochs = default_epochs(len(dataset.x_train))
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset.name)
+        key = cls.cache_key(dataset, epochs, seed)
+        file_name = f"evaluator-{name}-{key}.keras"
+        return epochs, cache / file_name, PACKAGED_DIR / file_name
+
+    @classmethod
+    def is_ready(
+        cls,
+        dataset: ImageDataset,
+        cache_dir: str | os.PathLike | None = None,
+        epochs: int | None = None,
+        seed: int = 0,
+    ) -> bool:
+        """Whether `for_dataset` finds its evaluator cached or shipped
+        (nothing to train).
+
+        Example:
+            >>> from keras_mergan.data import load_dataset
+            >>> Evaluator.is_ready(load_dataset("digits"))  # shipped
+            True
+        """
+        _, path, packaged = cls._cache_files(dataset, cache_dir, epochs, seed)
+        return path.is_file() or packaged.is_file()
+
+    @classmethod
     def for_dataset(
         cls,
         dataset: ImageDataset,
@@ -246,17 +280,7 @@ class Evaluator:
             >>> from keras_mergan.data import load_dataset
             >>> ev = Evaluator.for_dataset(load_dataset("digits"))  # doctest: +SKIP
         """
-        if epochs is None:
-            epochs = default_epochs(len(dataset.x_train))
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
-        cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-        name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset.name)
-        key = cls.cache_key(dataset, epochs, seed)
-        file_name = f"evaluator-{name}-{key}.keras"
-        path = cache / file_name
-
-        packaged = PACKAGED_DIR / file_name
+        epochs, path, packaged = cls._cache_files(dataset, cache_dir, epochs, seed)
         for candidate in (path, packaged):
             if not candidate.is_file():
                 continue
@@ -285,7 +309,7 @@ class Evaluator:
             evaluator.cache_path = path
             logger.info("saved evaluator to %s", path)
         except OSError as e:
-            logger.warning("could not cache the evaluator in %s: %s", cache, e)
+            logger.warning("could not cache the evaluator in %s: %s", path.parent, e)
         return evaluator
 
     @staticmethod

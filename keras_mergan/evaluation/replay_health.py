@@ -63,6 +63,7 @@ def replay_health(
     old_classes: Sequence[int],
     min_accuracy: float = MIN_ACCURACY,
     min_share: float = MIN_SHARE,
+    class_names: Sequence[str] | None = None,
 ) -> dict:
     """Accuracy and class balance of replayed samples, with warnings.
 
@@ -74,6 +75,7 @@ def replay_health(
         min_accuracy: a class replayed with a lower accuracy is warned of.
         min_share: a class with less than this fraction of an even share
             (``1 / len(old_classes)``) of the replay is warned of.
+        class_names: names of the classes by index, for the warnings.
 
     Returns:
         ``old_classes``, ``samples``, ``accuracy`` (by class as a string;
@@ -106,7 +108,7 @@ def replay_health(
             accuracy[str(c)] = float(np.mean(hits)) if mine.any() else 0.0
         report["accuracy"] = accuracy
         problems += [
-            f"class {c}: replay accuracy {value:.2f} < {min_accuracy}"
+            f"{_named(c, class_names)}: replay accuracy {value:.3f} < {min_accuracy}"
             for c, value in accuracy.items()
             if value < min_accuracy
         ]
@@ -115,7 +117,8 @@ def replay_health(
     report["other_share"] = float(np.mean(~np.isin(predicted, old)))
     even = 1.0 / len(old)
     problems += [
-        f"class {c}: replay share {value:.3f} < {min_share} x even share {even:.3f}"
+        f"{_named(c, class_names)}: replay share {value:.3f} < {min_share} x even "
+        f"share {even:.3f}"
         for c, value in share.items()
         if value < min_share * even
     ]
@@ -148,3 +151,7 @@ def replay_samples(
     if not hasattr(gan, "replay_solver"):
         return images, None
     return images, ops.convert_to_numpy(gan.replay_targets(images))
+
+
+def _named(label: str, class_names: Sequence[str] | None) -> str:
+    return f"class {class_names[int(label)] if class_names else label}"

@@ -163,6 +163,8 @@ class ReplayHealth(keras.callbacks.Callback):
         min_accuracy: a class replayed with a lower accuracy is warned of.
         min_share: a class with less than this fraction of an even share of
             the replay is warned of.
+        class_names: names of the classes by index, for the summary line
+            and the warnings.
 
     Example:
 
@@ -180,8 +182,10 @@ class ReplayHealth(keras.callbacks.Callback):
         seed: int = 0,
         min_accuracy: float = replay_health.MIN_ACCURACY,
         min_share: float = replay_health.MIN_SHARE,
+        class_names: Sequence[str] | None = None,
     ):
         super().__init__()
+        self.class_names = list(class_names) if class_names else None
         self.run_dir = Path(run_dir)
         self.stream = stream
         self.evaluator = evaluator
@@ -207,9 +211,15 @@ class ReplayHealth(keras.callbacks.Callback):
             old,
             self.min_accuracy,
             self.min_share,
+            self.class_names,
         )
         add_task_report(task_dir(self.run_dir, epoch + 1), {"replay_health": report})
-        shares = ", ".join(f"{c}: {s:.2f}" for c, s in report["class_share"].items())
+        names = self.class_names
+        # Three decimals, as the warnings': a share and its warning agree.
+        shares = ", ".join(
+            f"{names[int(c)] if names else c}: {s:.3f}"
+            for c, s in report["class_share"].items()
+        )
         self.log(f"Task {epoch + 1} replay health: class shares {shares}")
         for problem in report["warnings"]:
             warnings.warn(
@@ -264,6 +274,7 @@ def _replay_health(context: ReportContext) -> keras.callbacks.Callback | None:
         context.evaluator,
         context.log,
         seed=context.seed,
+        class_names=context.dataset.class_names,
     )
 
 

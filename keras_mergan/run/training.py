@@ -453,9 +453,12 @@ def run_evaluator(data: RunData, info: RunInfo, verbose: int, log) -> Evaluator 
         evaluator = Evaluator(classifier, known)
         evaluator.cache_path = Path(info.evaluator)
         return evaluator
-    log("Preparing the evaluator (trained once per dataset, then cached)...")
-    # One line per epoch: readable on a terminal and in a log file alike.
-    return Evaluator.for_dataset(data.dataset, verbose=2 if verbose else 0)
+    if not Evaluator.is_ready(data.dataset):
+        log(
+            f"Training the evaluator of {data.dataset.name} (once: it is cached "
+            "for every later run on this data)..."
+        )
+    return Evaluator.for_dataset(data.dataset)
 
 
 def _silent(message: str) -> None:
