@@ -75,3 +75,13 @@ def test_generation_does_not_depend_on_the_batch():
         np.testing.assert_allclose(
             batch[i : i + 1], gan.generate(z[i : i + 1], labels[i : i + 1]), atol=1e-5
         )
+
+
+def test_generate_takes_python_lists_and_tensors():
+    gan = tiny_gan()
+    z = keras.random.normal((3, gan.latent_dim), seed=1)
+    from_list = gan.generate(z, [0, 1, 2])
+    from_array = gan.generate(keras.ops.convert_to_numpy(z), np.array([0, 1, 2]))
+    np.testing.assert_array_equal(from_list, from_array)
+    with pytest.raises(ValueError, match="3 latent vectors but 2 labels"):
+        gan.generate(z, [0, 1])

@@ -1,6 +1,7 @@
 """AC-GAN + WGAN-GP conditional GAN: the base every conditional method extends."""
 
 import keras
+import numpy as np
 
 from keras_mergan.methods.losses import auxiliary_classifier_loss
 from keras_mergan.methods.wasserstein_gan import WassersteinGAN
@@ -48,7 +49,14 @@ class ConditionalWGANGP(WassersteinGAN):
         return self.lambda_cls * auxiliary_classifier_loss(labels, logits)
 
     def generate(self, z, labels, batch_size: int = 256):
-        """Images for (z, labels) with per-class statistics, as exported."""
+        """Images for (z, labels) with per-class statistics, as exported.
+
+        `z` and `labels` may be arrays, backend tensors or Python lists.
+        """
+        z = np.asarray(keras.ops.convert_to_numpy(z), "float32")
+        labels = np.asarray(labels, "int32").reshape(-1)
+        if len(labels) != len(z):
+            raise ValueError(f"{len(z)} latent vectors but {len(labels)} labels")
         return self.generator.predict([z, labels], batch_size=batch_size, verbose=0)
 
     def get_config(self):
