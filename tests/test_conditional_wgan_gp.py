@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 from helpers import fit_random_tasks, numpy_copies, tiny_gan
 from keras import ops
 
