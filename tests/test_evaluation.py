@@ -86,6 +86,7 @@ def test_curve_falls_back_to_task_ends(run_dir, tmp_path):
 
 def test_resumed_recorder_drops_rows_past_the_resume_point(run_dir, tmp_path):
     copy = shutil.copytree(run_dir, tmp_path / "run")
+    shutil.rmtree(copy / "task_02")  # task 2 is the one resumed, unfinished
     info = RunInfo.read(copy)
     stream = TaskStream(
         np.zeros((2, 32, 32, 1)), np.arange(2), TINY_RUN_TASKS, TINY_RUN_STEPS
