@@ -83,13 +83,14 @@ def export_run(
         python: interpreter of the TensorFlow subprocess (one with
             tensorflow, tf2onnx and keras_mergan); default this one.
         timeout: seconds after which the subprocess is killed.
-        force: export the selected tasks again even where their published
-            export already comes from the same `gan.keras`.
+        force: with ``tasks`` None, export every task again even where its
+            published export already comes from the same `gan.keras`.
 
-    A task whose published export was made from the very `gan.keras` it has
-    now (the manifest's source hash) is kept as it is, byte for byte, unless
-    `force`: exporting a run extended with new tasks publishes only those,
-    and a server watching the folder sees no change to the earlier versions.
+    With ``tasks`` None, a task whose published export was made from the very
+    `gan.keras` it has now (the manifest's source hash) is kept as it is,
+    byte for byte, unless `force`: exporting a run extended with new tasks
+    publishes only those, and a server watching the folder sees no change to
+    the earlier versions. Tasks named in ``tasks`` are always exported.
 
     Tasks are exported by one subprocess and published one by one as they
     finish. If any task fails, the others are still published and
@@ -119,7 +120,10 @@ def export_run(
         raise ExportError(f"{run_dir} has no finished task to export")
     out_dir = run_dir / EXPORT_FOLDER if out_dir is None else Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    current = {} if force else _current_exports(run_dir, out_dir, selected)
+    # Asked for every task, those already published from their present
+    # gan.keras are kept; tasks asked for by number are exported again.
+    keep = tasks is None and not force
+    current = _current_exports(run_dir, out_dir, selected) if keep else {}
     selected = [t for t in selected if t not in current]
     if not selected:
         return [current[t] for t in sorted(current)]
