@@ -153,6 +153,7 @@ def test_a_folder_run_learns_a_category_it_never_saw(tmp_path, monkeypatch):
     assert (old.num_classes, grown.num_classes) == (2, 3)
     metrics = json.loads((run / "task_03" / "metrics.json").read_text())
     assert sorted(metrics["accuracy"]) == ["0", "1"]
+    assert metrics["categories"] == {"0": "cat", "1": "dog", "2": "bird"}
     bird = metrics["unscored"]["bird"]
     assert "does not know" in bird["reason"]
     assert bird["fid"] > 0 and bird["samples"] == 4

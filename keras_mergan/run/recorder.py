@@ -144,6 +144,8 @@ class RunRecorder(keras.callbacks.Callback):
             "task": number,
             "task_classes": self.stream.tasks[epoch],
             "seen_classes": seen,
+            # The names of the classes by index, as the run knows them.
+            "categories": {str(c): self.run_info.class_names[c] for c in seen},
             "iterations": self.stream.steps_per_task,
             "seconds": round(time.time() - self._started, 2),
             "losses": {k: float(v) for k, v in (logs or {}).items()},
