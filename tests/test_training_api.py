@@ -36,15 +36,7 @@ def test_fit_with_the_run_callbacks_writes_what_the_command_writes(tmp_path):
     assert cli.main([*options, f"--out={command_run}"]) == 0
 
     config = RunConfig(
-        method="jtr",
-        tasks="0-1",
-        iters_per_task=2,
-        width=4,
-        batch_size=4,
-        n_critic=1,
-        latent_dim=16,
-        eval_samples=0,
-        checkpoint_every=1,
+        **{**TINY_RUN_CONFIG, "iters_per_task": 2, "checkpoint_every": 1}
     )
     run = prepare_run(config, python_run, verbose=0, log=lambda line: None)
     callbacks = run.fit_callbacks()
