@@ -2,7 +2,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_mergan.layers import ConditionalBatchNormalization
+from keras_mergan.layers import (
+    ConditionalBatchNormalization,
+    per_label_batch_statistics,
+)
 
 
 def _layer(num_classes=3, channels=2):
@@ -26,6 +29,33 @@ def test_training_uses_batch_statistics_and_the_labels_gamma_beta():
     normalised = (x - mean) / np.sqrt(var + layer.epsilon)
     expected = normalised * gamma[labels][:, None, None] - gamma[labels][:, None, None]
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_per_label_statistics_equal_one_call_per_label():
+    grouped, _ = _layer()
+    separate, _ = _layer()
+    x = np.random.default_rng(1).normal(2.0, 3.0, (7, 4, 4, 2)).astype("float32")
+    labels = np.array([0, 0, 0, 2, 2, 2, 2])
+    with per_label_batch_statistics():
+        out = ops.convert_to_numpy(grouped(x, labels, training=True))
+    expected = np.concatenate(
+        [
+            ops.convert_to_numpy(
+                separate(x[labels == c], labels[labels == c], training=True)
+            )
+            for c in (0, 2)
+        ]
+    )
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    for name in ("moving_mean", "moving_variance"):
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(getattr(grouped, name)),
+            ops.convert_to_numpy(getattr(separate, name)),
+            rtol=1e-5,
+            atol=1e-5,
+        )
+    # Class 1 was absent: its running statistics did not move.
+    assert ops.convert_to_numpy(grouped.moving_variance)[1].tolist() == [1.0, 1.0]
 
 
 def test_only_present_classes_move_their_statistics():

@@ -59,6 +59,10 @@ def method_config(gan) -> dict:
     return {k: v for k, v in config.items() if k not in ("generator", "critic")}
 
 
+def task_state_free(gan):
+    return [w for w in gan.weights if not w.path.startswith("task_state/")]
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_config_and_save_and_load_restore_the_whole_method(tmp_path, name):
     gan, options = method_gan(name)
@@ -76,8 +80,9 @@ def test_config_and_save_and_load_restore_the_whole_method(tmp_path, name):
 
     assert type(loaded) is type(gan)
     assert method_config(loaded) == method_config(gan)
+    # The task state is set by begin_task before every task, never saved.
     for saved, restored in (
-        (gan.weights, loaded.weights),
+        (task_state_free(gan), task_state_free(loaded)),
         (gan.optimizer.variables, loaded.optimizer.variables),
     ):
         for a, b in zip(numpy_copies(saved), numpy_copies(restored), strict=True):

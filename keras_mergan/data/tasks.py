@@ -1,6 +1,7 @@
 """Task streams: one category group per task, one Keras epoch per task."""
 
 import copy
+import weakref
 from collections.abc import Sequence
 
 import keras
@@ -157,14 +158,19 @@ class TaskStream(keras.utils.PyDataset):
         return self.images[chosen], self.labels[chosen]
 
 
+# The `step_variant()` each model's train function was made for.
+_traced_variants: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_NOT_TRACED = object()
+
+
 class TaskSequence(keras.callbacks.Callback):
     """Runs one task per epoch of `model.fit` over a `TaskStream`.
 
     At each epoch begin it starts the stream's task on the model
     (`begin_task`: snapshot of the replay generator, fresh optimizer state,
-    method-specific work such as an EWC Fisher) and forces the compiled
-    train function to be traced again, since per-task Python state (seen
-    classes, replay layout) is baked into it.
+    method-specific work such as an EWC Fisher). The compiled train function
+    is kept across tasks: per-task values are variables the step reads, and
+    it is traced again only when the model's `step_variant()` changes.
 
     Example:
 
@@ -212,4 +218,10 @@ class TaskSequence(keras.callbacks.Callback):
         self.model.begin_task(
             epoch, self.stream.tasks[epoch], self.stream.seen_classes(epoch)
         )
-        self.model.make_train_function(force=True)
+        # Per-task values are variables the compiled step reads: the step is
+        # traced again only when the model says it changed (a fit's first
+        # task included, since Keras keeps a model's step across fits).
+        variant = self.model.step_variant()
+        if _traced_variants.get(self.model, _NOT_TRACED) != variant:
+            self.model.make_train_function(force=True)
+            _traced_variants[self.model] = variant

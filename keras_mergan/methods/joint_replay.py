@@ -44,13 +44,14 @@ class JointReplayTerms:
     def config(self) -> dict:
         return {"replay_scaling": self.scaling}
 
-    def weight(self, gan: MemoryReplayGAN) -> int:
-        """`k` old classes summed (`"reference"`), or 1 averaged (`"mean"`)."""
-        return len(gan.old_classes) if self.scaling == "reference" else 1
+    def weight(self, gan: MemoryReplayGAN):
+        """`k` old classes summed (`"reference"`), or 1 averaged (`"mean"`);
+        0 without old classes."""
+        if self.scaling == "reference":
+            return gan.old_class_count()
+        return gan.has_replay()
 
     def critic_terms(self, gan: MemoryReplayGAN) -> dict:
-        if not gan.old_classes:
-            return dict.fromkeys(self.critic_names, ops.zeros(()))
         z = gan.sample_replay_latent()
         current = ops.stop_gradient(gan.current_images_by_class(z))
         remembered = gan.remembered_images(z)
@@ -58,7 +59,7 @@ class JointReplayTerms:
         scores, logits = gan.critic(
             ops.concatenate([current, remembered], axis=0), training=True
         )
-        n = len(gan.replay_labels())
+        n = gan.replay_batch
         weight = self.weight(gan)
         return {
             "replay_critic_loss": weight
@@ -68,8 +69,6 @@ class JointReplayTerms:
         }
 
     def generator_terms(self, gan: MemoryReplayGAN) -> dict:
-        if not gan.old_classes:
-            return dict.fromkeys(self.generator_names, ops.zeros(()))
         scores, logits = gan.critic(
             gan.current_images_by_class(gan.sample_replay_latent()), training=True
         )
@@ -84,7 +83,7 @@ class JointTrainingWithReplay(MemoryReplayGAN):
     """MeRGAN-JTR: the replay generator's old classes count as real data.
 
     Every critic and generator update also sees a replayed batch
-    (`replay_batch // k` samples of each of the `k` old classes), with the
+    (`replay_batch` samples shared evenly over the `k` old classes), with the
     losses of `JointReplayTerms`. With `replay_scaling="reference"`, as in
     the MeRGAN reference code, the per-class terms are summed, not averaged:
     every old class weighs as much as the current task, and old classes

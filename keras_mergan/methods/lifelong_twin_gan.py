@@ -139,6 +139,10 @@ class LifelongTwinGAN(UnconditionalReplayGAN):
             # becomes the Assistant.
             self.assistant.set_weights(former_teacher)
 
+    def step_variant(self):
+        # The first task trains the Teacher too: a step with other variables.
+        return self.task_index > 0
+
     def critic_penalties(self, real_images, labels) -> dict:
         terms = super().critic_penalties(real_images, labels)
         if self.task_index > 0:

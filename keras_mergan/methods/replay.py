@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_mergan.layers import per_label_batch_statistics
 from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
 
 
@@ -11,12 +12,18 @@ from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
 class MemoryReplayGAN(ConditionalWGANGP):
     """Base of the MeRGAN methods: the layout of a replayed batch.
 
-    A replayed batch holds `replay_batch // k` samples of each of the `k` old
-    classes (classes of earlier tasks), grouped by class, as in the MeRGAN
-    reference code: one batch of replay (64 images, all old classes
-    together) for every real batch. Its losses on replays are its `terms`:
-    objects with `names`, `critic_terms(gan)` and `generator_terms(gan)`
-    (dicts of weighted losses) and `config()` (their constructor arguments).
+    A replayed batch holds `replay_batch` samples shared evenly over the `k`
+    old classes (classes of earlier tasks; the first `replay_batch % k`
+    classes take one more), grouped by class, as in the MeRGAN reference
+    code: one batch of replay (64 images, all old classes together) for
+    every real batch. (The reference code takes `replay_batch // k` of each;
+    a batch of fixed size keeps the step one compiled program for every
+    task.) The labels and `k` are `task_state` variables; in the first task
+    `k` is 0, which weighs every replay term by 0.
+
+    Its losses on replays are its `terms`: objects with `names`,
+    `critic_terms(gan)` and `generator_terms(gan)` (dicts of weighted losses)
+    and `config()` (their constructor arguments).
     Without terms it trains as SFT; `JointTrainingWithReplay`,
     `ReplayAlignment` and `MeRGAN` set theirs, in the order they draw their
     replays, before calling this constructor.
@@ -25,7 +32,8 @@ class MemoryReplayGAN(ConditionalWGANGP):
         generator: `(z, label) -> image` model.
         critic: `image -> (score, logits)` model.
         replay_batch: replayed samples per critic or generator update, split
-            evenly over the old classes (at least one per class).
+            evenly over the old classes (an old class beyond the
+            `replay_batch`-th is not replayed).
         **kwargs: `ConditionalWGANGP` arguments.
 
     Example:
@@ -49,6 +57,18 @@ class MemoryReplayGAN(ConditionalWGANGP):
             raise ValueError(f"replay_batch must be >= 1, got {replay_batch}")
         super().__init__(generator, critic, **kwargs)
         self.replay_batch = int(replay_batch)
+        self.task_state.add("replay_labels", (self.replay_batch,), "int32")
+        self.task_state.add("old_class_count")
+
+    def begin_task(self, task_index, task_classes, seen_classes) -> None:
+        """The base's snapshot, then this task's replayed labels."""
+        super().begin_task(task_index, task_classes, seen_classes)
+        labels = self.replay_labels()
+        if not len(labels):
+            # Replays of the first task are weighed by 0; the class being
+            # learned keeps its own statistics in the batch-norm layers.
+            labels = np.full(self.replay_batch, (self.task_classes or [0])[0], "int32")
+        self.task_state.set(replay_labels=labels, old_class_count=len(self.old_classes))
 
     def loss_names(self) -> list[str]:
         return super().loss_names() + [n for t in self.terms for n in t.names]
@@ -70,18 +90,31 @@ class MemoryReplayGAN(ConditionalWGANGP):
     terms: tuple = ()
 
     def replay_labels(self) -> np.ndarray:
-        """Labels of one replayed batch: equal runs of each old class, in order."""
-        per_class = max(1, self.replay_batch // max(1, len(self.old_classes)))
-        return np.repeat(np.asarray(self.old_classes, "int32"), per_class)
+        """Labels of one replayed batch: runs of each old class, in order
+        (none in the first task)."""
+        classes = self.old_classes
+        if not classes:
+            return np.zeros((0,), "int32")
+        counts = np.full(len(classes), self.replay_batch // len(classes))
+        counts[: self.replay_batch % len(classes)] += 1
+        return np.repeat(np.asarray(classes, "int32"), counts)
 
     def replay_label_tensor(self):
-        """`replay_labels()` as a backend tensor."""
-        return ops.convert_to_tensor(self.replay_labels())
+        """The labels of this task's replayed batch (`replay_labels()`)."""
+        return self.task_state.value("replay_labels")
+
+    def old_class_count(self):
+        """k, the number of old classes, as a float tensor (0 in the first task)."""
+        return self.task_state.value("old_class_count")
+
+    def has_replay(self):
+        """1.0 with old classes to replay, else 0.0: the replay terms' mask."""
+        return ops.minimum(self.old_class_count(), 1.0)
 
     def sample_replay_latent(self):
         """z for one replayed batch, its rows matching `replay_labels()`."""
         return keras.random.normal(
-            (len(self.replay_labels()), self.latent_dim), seed=self.seed_generator
+            (self.replay_batch, self.latent_dim), seed=self.seed_generator
         )
 
     def remembered_images(self, z):
@@ -97,23 +130,13 @@ class MemoryReplayGAN(ConditionalWGANGP):
     def current_images_by_class(self, z):
         """The generator's training-mode images of the old classes for `z`.
 
-        One call per class, so that batch statistics (and each class's
-        running statistics) come from single-class batches, as in the
-        reference code.
+        Each class's rows are normalised by their own batch statistics (and
+        move only their own class's running statistics), as single-class
+        batches are in the reference code, in one call whatever the number of
+        classes.
         """
-        labels = self.replay_labels()
-        per_class = len(labels) // len(self.old_classes)
-        images = [
-            self.generator(
-                [
-                    z[i * per_class : (i + 1) * per_class],
-                    ops.convert_to_tensor(labels[i * per_class : (i + 1) * per_class]),
-                ],
-                training=True,
-            )
-            for i in range(len(self.old_classes))
-        ]
-        return ops.concatenate(images, axis=0)
+        with per_label_batch_statistics():
+            return self.generator([z, self.replay_label_tensor()], training=True)
 
     def get_config(self):
         config = super().get_config()

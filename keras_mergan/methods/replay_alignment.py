@@ -35,13 +35,15 @@ class ReplayAlignmentTerm:
 
     def __call__(self, gan: MemoryReplayGAN):
         """`lambda_ra * L_RA` on a fresh replayed batch; 0 without old classes."""
-        if not gan.old_classes:
-            return ops.zeros(())
         z = gan.sample_replay_latent()
         current = gan.generator([z, gan.replay_label_tensor()], training=False)
-        return self.lambda_ra * replay_alignment_loss(
-            current, gan.remembered_images(z), len(gan.old_classes), self.scaling
+        loss = replay_alignment_loss(
+            current,
+            gan.remembered_images(z),
+            ops.maximum(gan.old_class_count(), 1.0),
+            self.scaling,
         )
+        return self.lambda_ra * gan.has_replay() * loss
 
     def critic_terms(self, gan: MemoryReplayGAN) -> dict:
         return {}
@@ -69,7 +71,7 @@ class ReplayAlignment(MemoryReplayGAN):
 
     `ra_scaling="reference"` with `lambda_ra=1e-3` is the MeRGAN reference
     code on MNIST (1e-2 on SVHN): per class, half the summed squared error of
-    `replay_batch // k` images, summed and divided by `k`
+    its replayed images, summed and divided by `k`
     (`keras_mergan.methods.losses.replay_alignment_loss`). Its weight on the mean
     squared error falls as 1/k with the number k of old classes.
     `ra_scaling="mean"` makes `lambda_ra` the weight of the per-pixel mean

@@ -54,6 +54,12 @@ class UnconditionalReplayGAN(WassersteinGAN):
         ratio = checked_mixing_ratio(mixing_ratio)
         super().__init__(generator, critic, **kwargs)
         self.mixing_ratio = ratio
+        self.task_state.add("real_fraction")
+
+    def begin_task(self, task_index, task_classes, seen_classes) -> None:
+        """The base's snapshot, then this task's real fraction."""
+        super().begin_task(task_index, task_classes, seen_classes)
+        self.task_state.set(real_fraction=self.real_fraction())
 
     def real_fraction(self) -> float:
         """Fraction r of each critic batch that is real data in this task."""
@@ -77,8 +83,6 @@ class UnconditionalReplayGAN(WassersteinGAN):
         mixes its share exactly as one device mixes those rows.
         """
         labels = ops.cast(labels, "int32")
-        if self.real_fraction() >= 1.0:
-            return images, labels
         n = ops.shape(images)[0]
         replayed = ops.stop_gradient(
             self.replay_generator(
@@ -90,7 +94,9 @@ class UnconditionalReplayGAN(WassersteinGAN):
         index, count = training_backend().replica()
         batch_size = n * count // self.n_critic
         position = (index * n + ops.arange(n)) % batch_size
-        real_count = ops.round(self.real_fraction() * ops.cast(batch_size, "float32"))
+        real_count = ops.round(
+            self.task_state.value("real_fraction") * ops.cast(batch_size, "float32")
+        )
         is_real = ops.cast(position, "float32") < real_count
         mask = ops.reshape(is_real, (-1,) + (1,) * (len(images.shape) - 1))
         mixed_images = ops.where(mask, images, replayed)

@@ -13,6 +13,7 @@ from keras_mergan.methods.losses import (
     wasserstein_generator_loss,
 )
 from keras_mergan.methods.optimizers import wgan_adam
+from keras_mergan.methods.task_state import TaskState
 
 
 @keras.saving.register_keras_serializable(package="keras_mergan")
@@ -30,6 +31,9 @@ class WassersteinGAN(keras.Model):
 
     The model keeps a frozen `replay_generator`: a copy of the generator
     taken by `begin_task` at every task boundary, for methods that replay.
+    Whatever else a method's step needs to know about the task at hand lives
+    in `task_state` variables that `begin_task` sets, so one compiled step
+    serves every task (`keras_mergan.methods.task_state`).
 
     Args:
         generator: `(z, label) -> image` model.
@@ -72,6 +76,7 @@ class WassersteinGAN(keras.Model):
         self.task_index = -1
         self.seen_classes: list[int] = []
         self.task_classes: list[int] = []
+        self.task_state = TaskState(name="task_state")
         self._trackers = {
             name: keras.metrics.Mean(name=name) for name in self.loss_names()
         }
@@ -184,6 +189,15 @@ class WassersteinGAN(keras.Model):
         for variable in self.optimizer.variables:
             if variable.name != "learning_rate":
                 variable.assign(ops.zeros(variable.shape, variable.dtype))
+
+    def step_variant(self):
+        """What of the task at hand the traced step is specialised to.
+
+        The task sequence traces the step again only when this changes. None:
+        one step for every task, all per-task values being `task_state`
+        variables.
+        """
+        return None
 
     @property
     def old_classes(self) -> list[int]:
