@@ -15,10 +15,12 @@ Command line::
     keras-mergan serve EXPORT_DIR --port 8000          # HTTP + gallery at /
 
 The HTTP server (:mod:`.app`, FastAPI on uvicorn) also speaks the Open
-Inference Protocol v2 (:mod:`.oip`, JSON or Triton's binary tensors; over
-gRPC too with ``--grpc-port``, :mod:`.grpc_service`) and exports Prometheus
-metrics (:mod:`.observe`); importing this package does not import the HTTP
-stack.
+Inference Protocol v2 (:mod:`.oip`, JSON or Triton's binary tensors) and
+exports Prometheus metrics (:mod:`.observe`). With ``--grpc-port`` it serves
+the protocol over gRPC too (:mod:`.grpc_service`), as declared by the
+shipped ``grpc_predict_v2.proto``, which protoc (``grpcio-tools``) compiles
+when that service starts. Importing this package imports neither the HTTP
+stack nor gRPC, and HTTP alone never imports gRPC.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -342,7 +342,7 @@ def build_parser(prog: str = "python -m keras_mergan.serve") -> argparse.Argumen
         type=_ranged(int, 0, 65535),
         default=None,
         help="also serve the Open Inference Protocol over gRPC on this port of "
-        "--host (0: any free port; default: no gRPC; needs grpcio)",
+        "--host (0: any free port; default: no gRPC; needs grpcio and grpcio-tools)",
     )
     parser.add_argument("--verbose", action="store_true", help="log every request")
     return parser

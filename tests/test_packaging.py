@@ -48,3 +48,9 @@ def test_the_shipped_data_files_are_package_data():
     on_disk = set((ROOT / "keras_mergan" / "datasets").iterdir())
     assert {ROOT / "keras_mergan" / p for p in shipped} == on_disk
     assert {p.suffix for p in shipped} == {".npz", ".keras"}
+
+
+def test_the_grpc_protocol_ships_with_the_server():
+    patterns = _setuptools()["package-data"]["keras_mergan.serve"]
+    shipped = {path for pattern in patterns for path in (ROOT / "serve").glob(pattern)}
+    assert shipped == {ROOT / "serve" / "grpc_predict_v2.proto"}

@@ -195,7 +195,7 @@ def test_serving_imports_no_ml_framework(export_dir, tmp_path):
         f"""
         import json, sys, urllib.request
         from keras_mergan.serve import Sampler
-        from keras_mergan.serve.app import create_app
+        from keras_mergan.serve.app import AppSettings, create_app
         from keras_mergan.serve.cli import main as cli_main
         from keras_mergan.serve.server import start_in_thread
         Sampler({str(export_dir)!r}).sample("0", 4, seed=0)
@@ -213,8 +213,13 @@ def test_serving_imports_no_ml_framework(export_dir, tmp_path):
             ]}}).encode()
             urllib.request.urlopen(
                 server.url + "/v2/models/generator/infer", body).read()
+        # HTTP alone needs no gRPC.
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] == "grpc")
+        settings = AppSettings(grpc_address="127.0.0.1:0")
+        with start_in_thread(create_app({str(export_dir)!r}, settings)):
+            pass
         banned = ("keras", "tensorflow", "jax", "torch", "tf2onnx")
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in banned)
+        loaded += sorted(m for m in sys.modules if m.split(".")[0] in banned)
         # keras_mergan itself is only the namespace: no training code. The
         # run-folder and image-grid modules are allowed: they give the task
         # folders' names, the manifest hashes and the grid layout, and import
