@@ -28,6 +28,15 @@ beside the paper's Table 1. Results go to
 ``benchmarks/results/table1_[svhn_]<budget>_<iterations>_<backend>[_bfloat16].{json,md}``;
 a method that did not reach task 5 or 10 shows "-" there.
 
+``--jobs N`` trains N runs at a time, each in its own process (the output
+lines then start with the run's name), after one process has loaded or
+trained the dataset's evaluator; ``--deadline S`` stops the runs still
+training S seconds after the start and reports the tasks they finished;
+``--grids`` copies each run's last grid beside the report
+(``<report>_<variant>_task<NN>_grid.png``); ``--results`` says where the
+reports go. ``benchmarks/accelerator_table1.sh`` uses them to run every row
+at the paper's budget on one GPU in one call.
+
 Each run also reports its task-by-class accuracy matrix and what follows
 from it (average incremental accuracy, per-class forgetting, backward
 transfer; ``keras_mergan.evaluation.continual``) and the replay health of replay
@@ -67,13 +76,20 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from keras_mergan.evaluation.continual import AccuracyMatrix, summarize
-from keras_mergan.run_folder import finished_tasks, read_run_info, read_task_metrics
+from keras_mergan.run_folder import (
+    GRID_FILE,
+    finished_tasks,
+    read_run_info,
+    read_task_metrics,
+    task_dir,
+)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -192,6 +208,39 @@ def parse_args(argv=None):
     parser.add_argument("--runs", type=Path, default=HERE / "runs" / "table1")
     parser.add_argument("--fresh", action="store_true", help="discard earlier runs")
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained at the same time, each in its own process (on one "
+        "GPU: see benchmarks/accelerator_table1.sh)",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        help="seconds from this command's start after which runs still "
+        "training are stopped and the report is written from the tasks they "
+        "finished",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        help="keras-mergan train --checkpoint-every (default: its own)",
+    )
+    parser.add_argument(
+        "--grids",
+        action="store_true",
+        help="copy each run's last finished grid into the results folder",
+    )
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="where reports are written"
+    )
+    parser.add_argument(
+        "--warm-evaluator",
+        action="store_true",
+        help="only load or train and cache the dataset's evaluator, so that "
+        "concurrent runs do not each train it",
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="only collect existing runs"
     )
     args = parser.parse_args(argv)
@@ -200,6 +249,8 @@ def parse_args(argv=None):
         parser.error(f"unknown methods {sorted(unknown)}; known: {list(VARIANTS)}")
     if args.iters_per_task is not None and args.iters_per_task < 1:
         parser.error("--iters-per-task must be >= 1")
+    if args.jobs < 1:
+        parser.error("--jobs must be >= 1")
     if args.class_orders < 0:
         parser.error("--class-orders must be >= 0")
     if args.class_orders and not _is_class_list(args.tasks):
@@ -287,10 +338,8 @@ def iterations(args) -> int:
     return args.iters_per_task or BUDGETS[args.budget][args.benchmark]
 
 
-def train(args, variant: str, seed: int = 0, order: int = 0) -> dict:
-    out = run_dir(args, variant, seed, order)
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
+def train_command(args, variant: str, seed: int = 0, order: int = 0) -> list[str]:
+    """The `keras-mergan train` command of one run of `variant`."""
     command = [
         sys.executable,
         "-m",
@@ -312,12 +361,76 @@ def train(args, variant: str, seed: int = 0, order: int = 0) -> dict:
         "--seed",
         str(seed),
         "--out",
-        str(out),
+        str(run_dir(args, variant, seed, order)),
     ]
-    print(f"\n=== {variant}: {' '.join(command[2:])}", flush=True)
-    started = time.time()
-    completed = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    return {"returncode": completed.returncode, "seconds": time.time() - started}
+    if args.checkpoint_every is not None:
+        command += ["--checkpoint-every", str(args.checkpoint_every)]
+    return command
+
+
+def _forward(process: subprocess.Popen, prefix: str) -> None:
+    """Prints `process`'s output lines as they come, each after `prefix`."""
+    for line in process.stdout:
+        print(f"{prefix}{line}", end="", flush=True)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Ends a training process (it resumes from its last checkpoint next time)."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def train_all(args, runs: list[tuple[str, int, int]], started: float) -> int:
+    """Trains each (variant, seed, class order), `--jobs` processes at a time.
+
+    With several jobs each output line starts with its run's name. Runs
+    still training `--deadline` seconds after `started` (`time.monotonic()`)
+    are stopped, and runs not started by then are not; both count as failed.
+    Returns 0 when every run finished.
+    """
+    queue, running, status = list(runs), [], 0
+    while queue or running:
+        late = args.deadline is not None and time.monotonic() - started > args.deadline
+        while queue and len(running) < args.jobs and not late:
+            variant, seed, order = queue.pop(0)
+            out = run_dir(args, variant, seed, order)
+            if args.fresh and out.exists():
+                shutil.rmtree(out)
+            command = train_command(args, variant, seed, order)
+            print(f"\n=== {variant}: {' '.join(command[2:])}", flush=True)
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            prefix = f"[{out.name}] " if args.jobs > 1 else ""
+            forward = threading.Thread(target=_forward, args=(process, prefix))
+            forward.start()
+            running.append((process, forward))
+        if late:
+            for process, _ in running:
+                _stop(process)
+            if queue or running:
+                print(
+                    f"Deadline of {args.deadline:.0f} s: {len(running)} run(s) "
+                    f"stopped, {len(queue)} not started.",
+                    flush=True,
+                )
+            status |= bool(queue)
+            queue = []
+        for process, forward in list(running):
+            if process.poll() is not None:
+                forward.join()
+                status |= process.returncode != 0
+                running.remove((process, forward))
+        time.sleep(0.2)
+    return int(status)
 
 
 def collect(args, variant: str, seed: int = 0, order: int = 0) -> dict:
@@ -672,16 +785,54 @@ def repeated_markdown(args, variants: list[str], runs: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def warm_evaluator(args) -> None:
+    """Loads, or trains and caches, the evaluator the runs will score with."""
+    from keras_mergan import RunConfig
+    from keras_mergan.evaluation.evaluator import Evaluator
+    from keras_mergan.run.training import load_run_data
+
+    # The dataset as `keras-mergan train` loads it (resized to the model's size).
+    dataset = load_run_data(RunConfig(dataset=args.dataset, tasks=args.tasks)).dataset
+    print(f"Evaluator of {dataset.name}...", flush=True)
+    Evaluator.for_dataset(dataset)
+
+
+def copy_grids(
+    args, stem: str, variants: list[str], seed: int = 0, order: int = 0
+) -> list[Path]:
+    """Each variant's last finished grid as `<stem>_<variant>_task<NN>_grid.png`."""
+    copied = []
+    for variant in variants:
+        out = run_dir(args, variant, seed, order)
+        tasks = finished_tasks(out) if out.is_dir() else []
+        if tasks:
+            name = f"{stem}_{variant.replace('+', '_')}_task{tasks[-1]:02d}_grid.png"
+            target = args.results / name
+            shutil.copyfile(task_dir(out, tasks[-1]) / GRID_FILE, target)
+            copied.append(target)
+    return copied
+
+
 def main(argv=None) -> int:
+    started = time.monotonic()
     args = parse_args(argv)
+    if args.warm_evaluator:
+        warm_evaluator(args)
+        return 0
     variants = args.methods.split(",")
     repeats = repetitions(args)
     status = 0
     if not args.report_only:
-        for variant in variants:
-            for seed, order in repeats:
-                status |= train(args, variant, seed, order)["returncode"] != 0
-    RESULTS.mkdir(exist_ok=True)
+        if args.jobs > 1:
+            # One process trains the evaluator if it is not cached yet,
+            # rather than every concurrent run at once.
+            status |= subprocess.run(
+                [sys.executable, __file__, "--warm-evaluator", *(argv or sys.argv[1:])],
+                env={**os.environ, "KERAS_BACKEND": args.backend},
+            ).returncode
+        runs = [(v, seed, order) for v in variants for seed, order in repeats]
+        status |= train_all(args, runs, started)
+    args.results.mkdir(parents=True, exist_ok=True)
     report = {
         "budget": args.budget,
         "iters_per_task": iterations(args),
@@ -712,14 +863,19 @@ def main(argv=None) -> int:
         if (seed, order) != (0, 0):
             stem += f"_seed{seed}" + (f"_order{order}" if order else "")
         rows = merge_rows(
-            RESULTS / f"{stem}.json",
+            args.results / f"{stem}.json",
             [collect(args, variant, seed, order) for variant in variants],
         )
         report["rows"] = rows
         table = markdown(args, rows)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    (RESULTS / f"{stem}.md").write_text(table)
+    written = [args.results / f"{stem}.json", args.results / f"{stem}.md"]
+    written[0].write_text(json.dumps(report, indent=2))
+    written[1].write_text(table)
+    if args.grids and len(repeats) == 1:
+        written += copy_grids(args, stem, variants, *repeats[0])
     print("\n" + table)
+    for path in written:
+        print(f"Wrote {path}")
     return int(status)
 
 

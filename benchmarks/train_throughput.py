@@ -6,6 +6,7 @@ Usage::
     python benchmarks/train_throughput.py --backends jax --iters 20
     python benchmarks/train_throughput.py --implementations auto,stock
     python benchmarks/train_throughput.py --precisions bfloat16
+    python benchmarks/train_throughput.py --plain none        # no PyTorch peer
 
 One iteration is one Keras ``fit`` step of ``ConditionalWGANGP``: 5 critic
 steps and 1 generator step at batch 64 (10 classes, 1 channel, 32x32), which
@@ -27,6 +28,17 @@ from stock Keras layers (Conv2D, Conv2DTranspose, LeakyReLU), i.e. the model
 before the fast layers: ``auto,stock`` is an after/before comparison in one
 run (``auto`` alone by default). An implementation that resolves to one
 already measured for that backend is skipped.
+
+``--plain`` (default ``eager,compile``) also times the peer: the same step
+written as a plain PyTorch training loop (``benchmarks/plain_torch.py``:
+``torch.nn`` layers, channels-first, ``torch.optim.Adam``), eager and
+through ``torch.compile``, in each precision (bfloat16 = ``torch.autocast``),
+in a subprocess of its own like the backends, on the same data sizes. Its
+rows say ``plain`` in the JSON ``implementation`` field (the package's say
+``keras-mergan``; ``convolutions`` is then the conv implementation, "native"
+for the peer's ``nn.Conv2d`` / ``nn.ConvTranspose2d``). The peer table
+gives, per precision and peer mode, the package's fastest backend's s/it
+and its PyTorch backend's over the peer's (targets: at most 1.0 and 1.15).
 
 ``--precisions`` (default ``float32,bfloat16``) builds the networks inside
 ``keras_mergan.backend.precision.precision_scope``: ``bfloat16`` is Keras'
@@ -80,6 +92,11 @@ STOCK_LAYERS = {
     "PenaltyLeakyReLU": "LeakyReLU",
 }
 TARGETS = {"tensorflow": 4.0, "jax": 2.0, "torch": 2.0}  # iterations per second
+# The peer's modes; the package's fastest backend / peer and its torch
+# backend / peer (s/it ratios, same precision) aim at most at these.
+PLAIN_MODES = ("eager", "compile")
+PEER_TARGETS = {"fastest": 1.0, "torch": 1.15}
+PLAIN_LABELS = {"eager": "eager", "compile": "torch.compile"}
 PRECISIONS = ("float32", "bfloat16")
 BATCH, N_CRITIC = 64, 5
 # Architecture -> (classes, channels, image size, description). resnet64 is
@@ -253,32 +270,110 @@ def worker(
     return {
         "backend": backend,
         "architecture": architecture,
-        "implementation": implementation,
-        "resolved_implementation": resolved,
+        "implementation": "keras-mergan",
+        "convolutions": implementation,
+        "resolved_convolutions": resolved,
         "precision": precision,
         "jit_compile": bool(gan.jit_compile),
+        **_timings(warmup_s, seconds, flops),
+    }
+
+
+def _timings(warmup_s: float, seconds: list[float], flops: dict) -> dict:
+    """The timing fields every worker's result has, the matmul peaks included."""
+    return {
         "warmup_s": warmup_s,
         "s_per_it": seconds,
         "median_s_per_it": statistics.median(seconds),
         "best_s_per_it": min(seconds),
         "flops": flops,
-        "peak_gflops_by_precision": {
-            dtype: matmul_peak(dtype) for dtype in PRECISIONS
-        },
+        "peak_gflops_by_precision": {dtype: matmul_peak(dtype) for dtype in PRECISIONS},
     }
+
+
+def plain_worker(
+    mode: str, precision: str, iters: int, warmup: int, repeats: int
+) -> dict:
+    """Times the plain PyTorch loop (`benchmarks/plain_torch.py`) in this process.
+
+    Runs under `KERAS_BACKEND=torch`: Keras builds the package's networks
+    only to count their FLOPs and to time the matmul peaks, as for the
+    package's torch rows.
+    """
+    import torch
+
+    from benchmarks import plain_torch
+
+    num_classes, channels, size, _ = ARCHITECTURES["dcgan32"]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    generator = plain_torch.Generator(num_classes, channels).to(device)
+    critic = plain_torch.Critic(num_classes, channels, size).to(device)
+    step = plain_torch.PlainWGANGP(
+        generator, critic, N_CRITIC, compiled=mode == "compile", precision=precision
+    )
+    per_step = N_CRITIC * BATCH
+    steps = max(iters, warmup)
+    images = torch.rand(steps * per_step, channels, size, size, device=device)
+    images = images * 2 - 1
+    labels = torch.randint(0, num_classes, (steps * per_step,), device=device)
+
+    def fit(n):
+        start = time.perf_counter()
+        for i in range(n):
+            batch = slice(i * per_step, (i + 1) * per_step)
+            losses = step.train_step(images[batch], labels[batch])
+        float(losses["generator_loss"])  # waits for the device
+        return time.perf_counter() - start
+
+    warmup_s = fit(warmup)
+    seconds = [fit(iters) / iters for _ in range(repeats)]
+    keras_generator, keras_critic = build_networks("dcgan32", "native")
+    return {
+        "backend": "torch",
+        "architecture": "dcgan32",
+        "implementation": "plain",
+        "convolutions": "native",
+        "resolved_convolutions": "native",
+        "precision": precision,
+        "mode": mode,
+        "jit_compile": mode == "compile",
+        **_timings(
+            warmup_s,
+            seconds,
+            iteration_flops(keras_generator, keras_critic, BATCH, N_CRITIC),
+        ),
+    }
+
+
+def _case(result: dict) -> tuple:
+    """What a result measures, its precision aside."""
+    return (
+        result["implementation"],
+        result["backend"],
+        result["convolutions"],
+        result.get("mode"),
+    )
 
 
 def _row(result: dict, float32_median: float | None) -> dict:
     median, best = result["median_s_per_it"], result["best_s_per_it"]
     peaks = result["peak_gflops_by_precision"]
     gflops = result["flops"]["iteration"] / median / 1e9
-    target = TARGETS[result["backend"]] if result["architecture"] == "dcgan32" else None
+    plain = result["implementation"] == "plain"
+    target = (
+        TARGETS[result["backend"]]
+        if result["architecture"] == "dcgan32" and not plain
+        else None
+    )
     return {
         "backend": result["backend"],
-        "implementation": (
-            f"auto ({result['resolved_implementation']})"
-            if result["implementation"] == "auto"
-            else result["implementation"]
+        "implementation": result["implementation"],
+        "mode": result.get("mode", "jit" if result["jit_compile"] else "eager"),
+        "convolutions": (
+            f"auto ({result['resolved_convolutions']})"
+            if result["convolutions"] == "auto"
+            else result["convolutions"]
         ),
         "precision": result["precision"],
         "s/it": median,
@@ -300,6 +395,56 @@ def _row(result: dict, float32_median: float | None) -> dict:
     }
 
 
+def peer_ratios(rows: list[dict]) -> list[dict]:
+    """Per precision and peer mode: the package's s/it over the plain loop's.
+
+    "fastest" is the package's fastest row of that precision (any backend),
+    "torch" its fastest PyTorch-backend row; a ratio below 1 is faster than
+    the peer.
+    """
+    ratios = []
+    for peer in (r for r in rows if r["implementation"] == "plain"):
+        ours = [
+            r
+            for r in rows
+            if r["implementation"] != "plain" and r["precision"] == peer["precision"]
+        ]
+        if not ours:
+            continue
+        entry = {
+            "precision": peer["precision"],
+            "plain mode": peer["mode"],
+            "plain s/it": peer["s/it"],
+        }
+        for name, candidates in (
+            ("fastest", ours),
+            ("torch", [r for r in ours if r["backend"] == "torch"]),
+        ):
+            if not candidates:
+                continue
+            best = min(candidates, key=lambda r: r["s/it"])
+            ratio = best["s/it"] / peer["s/it"]
+            entry[name] = {
+                "backend": best["backend"],
+                "s/it": best["s/it"],
+                "ratio": ratio,
+                "target": PEER_TARGETS[name],
+                "met?": "yes" if ratio <= PEER_TARGETS[name] else "no",
+            }
+        ratios.append(entry)
+    return ratios
+
+
+def _ratio_cells(entry: dict, name: str) -> str:
+    if name not in entry:
+        return "- | - | -"
+    side = entry[name]
+    return (
+        f"{side['backend']} {side['s/it']:.3f} | {side['ratio']:.2f} "
+        f"(≤ {side['target']}) | {side['met?']}"
+    )
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
     classes, channels, size, description = ARCHITECTURES[meta["architecture"]]
     lines = [
@@ -319,37 +464,62 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "and process; % of peak is against the row's own precision; x float32 "
         "is the speed over the same backend's float32 row.",
         "",
-        "| backend | convolutions | precision | s/it | best s/it | it/s "
-        "| x float32 | GFLOP/s | float32 peak | bfloat16 peak | % of peak "
+        "| implementation | backend | convolutions | precision | s/it | best s/it "
+        "| it/s | x float32 | GFLOP/s | float32 peak | bfloat16 peak | % of peak "
         "| target it/s | met? |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         speedup = "-" if r["x float32"] is None else f"{r['x float32']:.2f}"
+        implementation = r["implementation"]
+        if implementation == "plain":
+            implementation += f" ({PLAIN_LABELS[r['mode']]})"
         lines.append(
-            f"| {r['backend']} | {r['implementation']} | {r['precision']} "
+            f"| {implementation} | {r['backend']} | {r['convolutions']} "
+            f"| {r['precision']} "
             f"| {r['s/it']:.3f} | {r['best s/it']:.3f} | {r['it/s']:.2f} "
             f"| {speedup} | {r['GFLOP/s']:.0f} | {r['float32 peak GFLOP/s']:.0f} "
             f"| {r['bfloat16 peak GFLOP/s']:.0f} | {r['% of peak']:.0f} "
             f"| {r['target it/s'] or '-'} | {r['met?']} |"
         )
+    ratios = peer_ratios(rows)
+    if ratios:
+        lines += [
+            "",
+            "The plain PyTorch loop (`benchmarks/plain_torch.py`) as the peer: "
+            "the package's fastest backend and its PyTorch backend in the same "
+            "precision, s/it and s/it over the peer's (below 1: faster).",
+            "",
+            "| precision | plain loop | plain s/it | fastest backend s/it "
+            "| fastest / plain | met? | torch backend s/it | torch / plain | met? |",
+            "|---|---|---:|---|---:|---|---|---:|---|",
+        ]
+        for entry in ratios:
+            lines.append(
+                f"| {entry['precision']} | {PLAIN_LABELS[entry['plain mode']]} "
+                f"| {entry['plain s/it']:.3f} | {_ratio_cells(entry, 'fastest')} "
+                f"| {_ratio_cells(entry, 'torch')} |"
+            )
     return "\n".join(lines) + "\n"
 
 
-def _measure(backend: str, implementation: str, precision: str, args) -> dict:
-    """One case in a subprocess with `KERAS_BACKEND` set: the worker's result."""
+def _measure(backend: str, worker_arg: str, precision: str, args) -> dict:
+    """One case in a subprocess with `KERAS_BACKEND` set: the worker's result.
+
+    `worker_arg` is a convolution implementation, or `plain-<mode>` for the
+    plain PyTorch loop.
+    """
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
-        "--worker",
-        implementation,
+        f"--worker={worker_arg}",
         f"--worker-precision={precision}",
         f"--architecture={args.architecture}",
         f"--iters={args.iters}",
         f"--warmup={args.warmup}",
         f"--repeats={args.repeats}",
     ]
-    case = f"{backend} / {implementation} / {precision}"
+    case = f"{backend} / {worker_arg} / {precision}"
     print(f"... {case}", file=sys.stderr, flush=True)
     proc = subprocess.run(
         command,
@@ -381,6 +551,12 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(PRECISIONS),
         help="comma-separated: float32, bfloat16 (default: both)",
     )
+    parser.add_argument(
+        "--plain",
+        default=",".join(PLAIN_MODES),
+        help="plain PyTorch peer modes, comma-separated: eager, compile; "
+        "'none' for no peer (default: both; dcgan32 only)",
+    )
     parser.add_argument("--iters", type=int, default=8, help="iterations per timing")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations")
     parser.add_argument("--repeats", type=int, default=5, help="timings per case")
@@ -390,14 +566,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.worker:  # in the subprocess, KERAS_BACKEND already set
-        result = worker(
-            args.architecture,
-            args.worker,
-            args.worker_precision,
-            args.iters,
-            args.warmup,
-            args.repeats,
-        )
+        timings = (args.worker_precision, args.iters, args.warmup, args.repeats)
+        if args.worker.startswith("plain-"):
+            result = plain_worker(args.worker.removeprefix("plain-"), *timings)
+        else:
+            result = worker(args.architecture, args.worker, *timings)
         print("RESULT " + json.dumps(result))
         return 0
 
@@ -416,6 +589,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in precisions:
         if name not in PRECISIONS:
             parser.error(f"unknown precision {name!r}")
+    plain_modes = [m for m in args.plain.split(",") if m and m != "none"]
+    for name in plain_modes:
+        if name not in PLAIN_MODES:
+            parser.error(f"unknown plain mode {name!r}")
+    if args.architecture != "dcgan32":
+        plain_modes = []  # the peer is written for DCGAN-32 only
     load_before = round(os.getloadavg()[0], 2)
     results = []
     for backend in backends:
@@ -427,16 +606,14 @@ def main(argv: list[str] | None = None) -> int:
                 result = _measure(backend, implementation, precision, args)
                 results.append(result)
             # `auto` resolves to one of the others: do not measure it twice.
-            done.update({implementation, result["resolved_implementation"]})
+            done.update({implementation, result["resolved_convolutions"]})
+    for mode in plain_modes:
+        for precision in precisions:
+            results.append(_measure("torch", f"plain-{mode}", precision, args))
     float32_medians = {
-        (r["backend"], r["implementation"]): r["median_s_per_it"]
-        for r in results
-        if r["precision"] == "float32"
+        _case(r): r["median_s_per_it"] for r in results if r["precision"] == "float32"
     }
-    rows = [
-        _row(r, float32_medians.get((r["backend"], r["implementation"])))
-        for r in results
-    ]
+    rows = [_row(r, float32_medians.get(_case(r))) for r in results]
     meta = {
         "architecture": args.architecture,
         "iters": args.iters,
@@ -455,9 +632,13 @@ def main(argv: list[str] | None = None) -> int:
     stem = "train_throughput" + (
         "" if args.architecture == "dcgan32" else f"_{args.architecture}"
     )
-    (args.out / f"{stem}.json").write_text(
-        json.dumps({"meta": meta, "rows": rows, "results": results}, indent=2) + "\n"
-    )
+    report = {
+        "meta": meta,
+        "rows": rows,
+        "peer_ratios": peer_ratios(rows),
+        "results": results,
+    }
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(text)
     return 0
 
