@@ -98,6 +98,12 @@ PLAIN_MODES = ("eager", "compile")
 PEER_TARGETS = {"fastest": 1.0, "torch": 1.15}
 PLAIN_LABELS = {"eager": "eager", "compile": "torch.compile"}
 PRECISIONS = ("float32", "bfloat16")
+# task_switch_s: methods timed over SWITCH_TASKS tasks of SWITCH_STEPS steps.
+# EWC's Fisher and DGR's solver snapshot are per-task work of their own,
+# reported beside the four whose switch is only bookkeeping.
+SWITCH_METHODS = ("sft", "jt", "jtr", "ra", "ewc", "dgr")
+SWITCH_TASKS = 3
+SWITCH_STEPS = 4
 BATCH, N_CRITIC = 64, 5
 # Architecture -> (classes, channels, image size, description). resnet64 is
 # WGAN-GP's 64x64 ResNet at its width 64, as for LSUN's 4 scene categories.
@@ -267,6 +273,11 @@ def worker(
     warmup_s = fit(warmup)
     seconds = [fit(iters) / iters for _ in range(repeats)]
     flops = iteration_flops(generator, critic, BATCH, N_CRITIC)
+    # The stock layers stand for the model before the fast ones: their
+    # throughput is the point, not the methods' task boundaries.
+    switch = None
+    if implementation != "stock":
+        switch = task_switch_seconds(architecture, conv, precision)
     return {
         "backend": backend,
         "architecture": architecture,
@@ -275,8 +286,70 @@ def worker(
         "resolved_convolutions": resolved,
         "precision": precision,
         "jit_compile": bool(gan.jit_compile),
+        "task_switch_s": switch,
         **_timings(warmup_s, seconds, flops),
     }
+
+
+def task_switch_seconds(architecture: str, conv: str, precision: str) -> dict:
+    """Per method: a task's start to its first iteration, less one iteration.
+
+    Median over the tasks after the first, whose step is compiled already: what
+    a task boundary costs (begin_task's snapshot and optimizer reset, EWC's
+    Fisher, any retrace) beyond the iteration itself, whose time is the median
+    of the task's later iterations.
+    """
+    import keras
+    import numpy as np
+
+    from keras_mergan.backend.precision import precision_scope
+    from keras_mergan.data.tasks import TaskSequence, TaskStream
+    from keras_mergan.methods import METHODS
+
+    class TaskClock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.per_task = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.per_task.append([time.perf_counter()])
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.per_task[-1].append(time.perf_counter())
+
+        def switch_seconds(self) -> float:
+            switches = []
+            for times in self.per_task[1:]:
+                gaps = np.diff(times)
+                switches.append(float(gaps[0] - np.median(gaps[1:])))
+            return statistics.median(switches)
+
+    classes, channels, size, _ = ARCHITECTURES[architecture]
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (256, size, size, channels)).astype("float32")
+    labels = (np.arange(256) % SWITCH_TASKS).astype("int32")
+    result = {}
+    for name in SWITCH_METHODS:
+        method = METHODS[name]
+        with precision_scope(precision):
+            generator, critic = build_networks(architecture, conv)
+        gan = method.model_class(generator, critic, n_critic=N_CRITIC, seed=0)
+        gan.compile()
+        tasks = [[t] for t in range(SWITCH_TASKS)]
+        if method.cumulative:
+            tasks = [list(range(t + 1)) for t in range(SWITCH_TASKS)]
+        stream = TaskStream(images, labels, tasks, SWITCH_STEPS, BATCH, N_CRITIC)
+        clock = TaskClock()
+        gan.fit(
+            stream,
+            epochs=SWITCH_TASKS,
+            steps_per_epoch=SWITCH_STEPS,
+            # The clock first: a task's start includes TaskSequence's work.
+            callbacks=[clock, TaskSequence(stream)],
+            verbose=0,
+        )
+        result[name] = clock.switch_seconds()
+    return result
 
 
 def _timings(warmup_s: float, seconds: list[float], flops: dict) -> dict:
@@ -376,6 +449,7 @@ def _row(result: dict, float32_median: float | None) -> dict:
             else result["convolutions"]
         ),
         "precision": result["precision"],
+        "task_switch_s": result.get("task_switch_s"),
         "s/it": median,
         "best s/it": best,
         "it/s": 1 / median,
@@ -482,6 +556,25 @@ def markdown(rows: list[dict], meta: dict) -> str:
             f"| {r['bfloat16 peak GFLOP/s']:.0f} | {r['% of peak']:.0f} "
             f"| {r['target it/s'] or '-'} | {r['met?']} |"
         )
+    switching = [r for r in rows if r["task_switch_s"]]
+    if switching:
+        lines += [
+            "",
+            f"task_switch_s: from a task's start to its first iteration, less "
+            f"one iteration, median over tasks 2-{SWITCH_TASKS} "
+            f"({SWITCH_STEPS} iterations each; the step is compiled in task 1). "
+            "EWC's includes its Fisher estimate, DGR's its solver snapshot.",
+            "",
+            "| backend | convolutions | precision | "
+            + " | ".join(SWITCH_METHODS)
+            + " |",
+            "|---|---|---|" + "---:|" * len(SWITCH_METHODS),
+        ]
+        for r in switching:
+            cells = " | ".join(f"{r['task_switch_s'][m]:.2f}" for m in SWITCH_METHODS)
+            lines.append(
+                f"| {r['backend']} | {r['convolutions']} | {r['precision']} | {cells} |"
+            )
     ratios = peer_ratios(rows)
     if ratios:
         lines += [

@@ -243,12 +243,6 @@ def _configure_engines(argv) -> None:
     known, _ = early.parse_known_args(argv)
     if known.backend:
         os.environ["KERAS_BACKEND"] = known.backend
-    # JAX compiles every task's step anew (minutes on a CPU); a resumed or
-    # repeated run finds the same programs in this cache. JAX reads it at import.
-    os.environ.setdefault(
-        "JAX_COMPILATION_CACHE_DIR",
-        str(Path.home() / ".cache" / "keras_mergan" / "jax_compilation"),
-    )
     flags = os.environ.get("XLA_FLAGS", "")
     if known.devices > 1 and "xla_force_host_platform_device_count" not in flags:
         # Only a CPU is split (as TensorFlow's backend does); GPUs are counted.

@@ -58,6 +58,7 @@ def _stream(steps=10):
 def _fake_task(progress, epoch, steps, run_dir=None, accuracy=None):
     progress.on_epoch_begin(epoch)
     for batch in range(steps):
+        progress.on_train_batch_begin(batch)
         progress.on_train_batch_end(batch, {"critic_loss": -1.5, "generator_loss": 2})
     if accuracy is not None:
         folder = task_dir(run_dir, epoch + 1)
@@ -85,6 +86,27 @@ def test_progress_speaks_in_tasks_with_lines_off_a_terminal(tmp_path):
     assert "\r" not in output.getvalue() and len(lines) == 4
     assert lines[0].startswith("  iteration 5/10 - ")
     assert lines[0].endswith(" - critic_loss -1.5 - generator_loss 2")
+
+
+def test_progress_says_once_per_fit_that_the_step_is_compiling(tmp_path):
+    logged = []
+    progress = TaskProgress(
+        _stream(steps=3),
+        ["zero", "one", "two"],
+        output=io.StringIO(),
+        log=logged.append,
+    )
+    progress.on_train_begin()
+    _fake_task(progress, 0, 3)
+    _fake_task(progress, 1, 3)
+    compiling = [line for line in logged if "compil" in line]
+    if keras.config.backend() == "torch":
+        assert compiling == []  # eager: nothing is compiled
+        return
+    assert compiling[0].startswith("  compiling the training step")
+    assert compiling[1].startswith("  compiled; first iteration done in ")
+    assert len(compiling) == 2
+    assert logged.index(compiling[0]) == 1  # right after the first header
 
 
 def test_progress_after_a_resume_numbers_tasks_and_iterations_as_the_run(tmp_path):

@@ -125,8 +125,10 @@ def _result(implementation, backend, precision, seconds, mode=None):
 @pytest.mark.backend_independent
 def test_throughput_table_reports_the_peer_and_the_ratios():
     throughput = load_benchmark("train_throughput")
+    switched = _result("keras-mergan", "tensorflow", "float32", 0.6)
+    switched["task_switch_s"] = dict.fromkeys(throughput.SWITCH_METHODS, 0.25)
     rows = [
-        throughput._row(_result("keras-mergan", "tensorflow", "float32", 0.6), None),
+        throughput._row(switched, None),
         throughput._row(_result("keras-mergan", "torch", "float32", 0.9), None),
         throughput._row(_result("plain", "torch", "float32", 0.8, "eager"), None),
     ]
@@ -149,3 +151,6 @@ def test_throughput_table_reports_the_peer_and_the_ratios():
     text = throughput.markdown(rows, meta)
     assert "| plain (eager) | torch | native | float32 | 0.800 |" in text
     assert "| float32 | eager | 0.800 | tensorflow 0.600 | 0.75 (≤ 1.0) | yes " in text
+    # Every backend row has the field; the switch table lists the measured ones.
+    assert [r["task_switch_s"] is None for r in rows] == [False, True, True]
+    assert "| tensorflow | auto (native) | float32 | 0.25 | 0.25 |" in text

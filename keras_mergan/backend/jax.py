@@ -10,6 +10,7 @@ variables are bound to `jax.grad`'s arguments.
 
 import contextlib
 import contextvars
+import os
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,19 @@ import keras
 from keras import StatelessScope
 
 JIT_COMPILE = True
+
+# Compiling the step takes up to a minute on a CPU: a resumed, extended or
+# repeated run finds the same programs in a persistent cache, in the user's
+# cache folder unless JAX_COMPILATION_CACHE_DIR (or jax.config) names one.
+if not jax.config.jax_compilation_cache_dir:
+    jax.config.update(
+        "jax_compilation_cache_dir",
+        os.path.join(
+            os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+            "keras_mergan",
+            "jax_compilation",
+        ),
+    )
 
 # The scope of the running step and the state variables it maps, kept here
 # rather than asked of Keras (which has no public getter for the scope).
