@@ -10,6 +10,7 @@ import typing
 from pathlib import Path
 
 from keras_mergan import __version__
+from keras_mergan.logs import console
 from keras_mergan.run_folder import RUN_INFO, check_out_folder, default_run_dir
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -264,6 +265,11 @@ def main(argv=None) -> int:
         return module.main(argv[1:], prog=f"keras-mergan {argv[0]}")
     _configure_engines(argv)
     args = _build_parser().parse_args(argv)
+    with console():
+        return _run(args, argv)
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         # Settings are checked before the backend loads: a bad value is
         # reported at once, before any banner.
@@ -378,7 +384,6 @@ def evaluate(args) -> dict:
         reverse=args.reverse_accuracy,
         reverse_epochs=args.reverse_epochs,
         tasks=args.tasks,
-        progress=print,
     )
     print(format_evaluation(report))
     print(f"Written to {args.run_dir / 'evaluation.json'}")

@@ -21,7 +21,7 @@ PUBLIC = (
 )
 # The package's layers, lowest first: a layer may import only those before it.
 LAYERS = (
-    ("keras_mergan.run_folder", "keras_mergan.image_grid"),
+    ("keras_mergan.logs", "keras_mergan.run_folder", "keras_mergan.image_grid"),
     ("keras_mergan.backend", "keras_mergan.data", "keras_mergan.layers"),
     ("keras_mergan.models",),
     ("keras_mergan.methods", "keras_mergan.sampling"),

@@ -38,7 +38,7 @@ def test_fit_with_the_run_callbacks_writes_what_the_command_writes(tmp_path):
     config = RunConfig(
         **{**TINY_RUN_CONFIG, "iters_per_task": 2, "checkpoint_every": 1}
     )
-    run = prepare_run(config, python_run, verbose=0, log=lambda line: None)
+    run = prepare_run(config, python_run, verbose=0)
     callbacks = run.fit_callbacks()
     assert [type(c) for c in callbacks[:1] + callbacks[-1:]] == [
         TaskSequence,
@@ -66,12 +66,9 @@ def test_fit_with_the_run_callbacks_writes_what_the_command_writes(tmp_path):
 
 def test_export_is_a_callback_of_the_run_only_when_asked(tmp_path):
     config = RunConfig(method="sft", tasks="0", iters_per_task=1, eval_samples=0)
-    plain = prepare_run(config, tmp_path / "a", verbose=0, log=lambda line: None)
+    plain = prepare_run(config, tmp_path / "a", verbose=0)
     exported = prepare_run(
-        dataclasses.replace(config, export=True),
-        tmp_path / "b",
-        verbose=0,
-        log=lambda line: None,
+        dataclasses.replace(config, export=True), tmp_path / "b", verbose=0
     )
     assert not any(isinstance(c, TaskExport) for c in plain.callbacks)
     assert [c.run_dir for c in exported.callbacks if isinstance(c, TaskExport)] == [
