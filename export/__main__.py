@@ -117,7 +117,7 @@ def main(
             force=args.force,
         )
     except ExportError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
     for path in paths:
         manifest = json.loads((path / MANIFEST).read_text())
@@ -132,7 +132,7 @@ def main(
         try:
             model = write_triton_repository(export_dir, args.triton, args.triton_name)
         except (ExportError, OSError) as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"{prog}: error: {error}", file=sys.stderr)
             return 1
         versions = sorted(int(p.name) for p in model.iterdir() if p.is_dir())
         print(f"{model}  Triton model, versions {versions}")

@@ -11,7 +11,12 @@ from pathlib import Path
 
 from keras_mergan import __version__
 from keras_mergan.logs import console
-from keras_mergan.run_folder import RUN_INFO, check_out_folder, default_run_dir
+from keras_mergan.run_folder import (
+    RUN_INFO,
+    CorruptCheckpointError,
+    check_out_folder,
+    default_run_dir,
+)
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -305,7 +310,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             evaluate(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as error:
         print(f"keras-mergan {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        # A damaged run fails at run time; anything else is a bad request.
+        return 1 if isinstance(error, CorruptCheckpointError) else 2
     return 0
 
 

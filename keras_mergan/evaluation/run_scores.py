@@ -54,6 +54,7 @@ from keras_mergan.evaluation.scores import (
 from keras_mergan.evaluation.scores import precision_recall as precision_recall_scores
 from keras_mergan.run_folder import (
     EVALUATION_FILE,
+    check_task_model,
     finished_tasks,
     load_task_model,
     read_run_info,
@@ -201,6 +202,8 @@ def evaluate_run(
             f"tasks {missing} are not finished in {run_dir} "
             f"(finished: 1-{available[-1]})"
         )
+    for number in wanted:  # a damaged task is reported before any work
+        check_task_model(run_dir, number)
     if evaluator is None:
         evaluator = Evaluator.for_dataset(dataset)
     real_features: dict[int, np.ndarray] = {}
