@@ -78,9 +78,17 @@ def main(
         help="export again the tasks whose export already comes from their "
         "present gan.keras (by default those are kept byte for byte)",
     )
-    parser.add_argument("--python", default=None, help="interpreter with tensorflow")
     parser.add_argument(
-        "--timeout", type=float, default=None, help="seconds, whole export"
+        "--python",
+        default=None,
+        help="interpreter with tensorflow and tf2onnx that runs the export "
+        "(default: this one)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds the whole export may take (default: no limit)",
     )
     parser.add_argument(
         "--triton",
