@@ -10,7 +10,13 @@ import time
 import zipfile
 
 import pytest
-from helpers import TINY_CLI_RUN, TINY_RUN_CONFIG, make_image_folder, wiring_test
+from helpers import (
+    TINY_CLI_RUN,
+    TINY_RUN_CONFIG,
+    fit_run,
+    make_image_folder,
+    wiring_test,
+)
 
 from keras_mergan import RunConfig, cli, prepare_run
 from keras_mergan.run_folder import CHECKPOINT_FOLDER
@@ -93,15 +99,7 @@ def test_fitting_a_finished_run_again_is_refused_and_loses_nothing(tmp_path):
     config = RunConfig(**{**TINY_RUN_CONFIG, "eval_samples": 4})
 
     def fit():
-        run = prepare_run(config, tmp_path / "run", verbose=0)
-        run.model.fit(
-            run.stream,
-            epochs=run.stream.num_tasks,
-            steps_per_epoch=run.stream.steps_per_task,
-            shuffle=False,
-            verbose=0,
-            callbacks=run.fit_callbacks(),
-        )
+        fit_run(prepare_run(config, tmp_path / "run", verbose=0))
 
     fit()
     metrics = tmp_path / "run" / "task_01" / "metrics.json"
