@@ -3,6 +3,8 @@
 import argparse
 import dataclasses
 import importlib
+import importlib.util
+import logging
 import os
 import shlex
 import sys
@@ -89,7 +91,7 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=(0, 1, 2),
         help="0 silent; 1 a header, progress (a bar on a terminal, lines "
         "otherwise) and accuracy per task; 2 also the backend's start-up logs "
-        "(default: 1)",
+        "and TensorFlow's warnings (default: 1)",
     )
 
     # Listed for --help only: main() hands these to their own parsers, which
@@ -283,8 +285,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             check_out_folder(args.out or default_run_dir(config))
         _start_backend(
             getattr(args, "verbose", 1),
-            # TensorBoard's summaries are TensorFlow's, whatever the backend.
-            with_tensorflow=getattr(args, "tensorboard", None) is not None,
+            # Training loads TensorFlow wherever it is installed, whatever the
+            # backend: keras.utils.set_random_seed seeds it too, and
+            # TensorBoard's summaries are TensorFlow's. Loaded here, its
+            # start-up lines are hidden.
+            with_tensorflow=config is not None
+            and importlib.util.find_spec("tensorflow") is not None,
         )
         if config is not None:
             from keras_mergan.run.training import train_run
@@ -341,6 +347,9 @@ def _start_backend(verbose: int, with_tensorflow: bool = False) -> None:
     # silences them. `--verbose 2` shows them.
     if verbose < 2:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # TensorFlow's Python warnings are its own hints (a tf.function of
+        # Keras' predict retraced for a new batch size), not the run's.
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     sys.stderr.flush()
     saved = os.dup(2)
     try:
