@@ -78,9 +78,17 @@ def main(
         help="export again the tasks whose export already comes from their "
         "present gan.keras (by default those are kept byte for byte)",
     )
-    parser.add_argument("--python", default=None, help="interpreter with tensorflow")
     parser.add_argument(
-        "--timeout", type=float, default=None, help="seconds, whole export"
+        "--python",
+        default=None,
+        help="interpreter with tensorflow and tf2onnx that runs the export "
+        "(default: this one)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds the whole export may take (default: no limit)",
     )
     parser.add_argument(
         "--triton",
@@ -117,7 +125,7 @@ def main(
             force=args.force,
         )
     except ExportError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
     for path in paths:
         manifest = json.loads((path / MANIFEST).read_text())
@@ -132,7 +140,7 @@ def main(
         try:
             model = write_triton_repository(export_dir, args.triton, args.triton_name)
         except (ExportError, OSError) as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"{prog}: error: {error}", file=sys.stderr)
             return 1
         versions = sorted(int(p.name) for p in model.iterdir() if p.is_dir())
         print(f"{model}  Triton model, versions {versions}")

@@ -24,8 +24,10 @@ from pathlib import Path
 
 from keras_mergan.run_folder import (
     EXPORT_FOLDER,
+    CorruptCheckpointError,
     RunFolderError,
     RunInfo,
+    check_task_model,
     finished_tasks,
     model_path,
     read_run_info,
@@ -93,7 +95,8 @@ def export_run(
     the earlier versions. Tasks named in ``tasks`` are always exported.
 
     Tasks are exported by one subprocess and published one by one as they
-    finish. If any task fails, the others are still published and
+    finish. If any task fails (a corrupt `gan.keras` is found before the
+    subprocess starts), the others are still published and
     :class:`ExportError` is raised at the end naming the failures.
 
     Example:
@@ -129,7 +132,14 @@ def export_run(
         return [current[t] for t in sorted(current)]
 
     published: dict[int, Path] = {}
+    # Task -> what went wrong, as a phrase that names the task.
     failures: dict[int, str] = {}
+    for task in selected:
+        try:
+            check_task_model(run_dir, task)
+        except CorruptCheckpointError as error:
+            failures[task] = str(error)
+    selected = [t for t in selected if t not in failures]
     with exclusive(out_dir):
         recover(out_dir)
         staging = {t: staging_dir(out_dir, t) for t in selected}
@@ -137,15 +147,18 @@ def export_run(
         try:
             jobs = [_job(run_dir, run, t, staging[t]) for t in selected]
             request = {"jobs": jobs, "verify": verify, "opset": opset}
-            messages = contextlib.closing(
-                run_worker(request, python, timeout, log_tail)
+            messages = (
+                contextlib.closing(run_worker(request, python, timeout, log_tail))
+                if jobs
+                else contextlib.nullcontext([])
             )
             # closing(): an exception here must stop the worker now, not at GC.
             with messages as stream:
                 for message in stream:
                     task = int(message["task"])
                     if not message.get("ok"):
-                        failures[task] = message.get("error", "unknown error")
+                        error = message.get("error", "unknown error")
+                        failures[task] = f"task {task} failed: {error}"
                         continue
                     try:
                         manifest = build_manifest(run_dir, run, task, message)
@@ -153,20 +166,21 @@ def export_run(
                         target = task_dir(out_dir, task)
                         published[task] = publish(staging[task], target)
                     except (OSError, ExportError) as error:
-                        failures[task] = f"{type(error).__name__}: {error}"
+                        name = type(error).__name__
+                        failures[task] = f"task {task} failed: {name}: {error}"
         finally:
             for path in staging.values():
                 shutil.rmtree(path, ignore_errors=True)
     for task in selected:
         if task not in published and task not in failures:
-            failures[task] = "the export subprocess ended before this task"
+            failures[task] = f"task {task}: the export subprocess ended before it"
     if failures:
-        details = "; ".join(f"task {t}: {e}" for t, e in sorted(failures.items()))
+        details = "; ".join(failures[t] for t in sorted(failures))
         done = ", ".join(str(t) for t in sorted(published)) or "none"
         log = (
             f"\n--- export subprocess log (tail) ---\n{log_tail[0]}" if log_tail else ""
         )
-        raise ExportError(f"export failed for {details} (published: {done}){log}")
+        raise ExportError(f"{details}; published: {done}{log}")
     done = {**current, **published}
     return [done[t] for t in sorted(done)]
 

@@ -29,6 +29,9 @@ import importlib.metadata
 import importlib.util
 import sys
 
+# Installs the handler that shows the package's messages (keras_mergan.logs).
+from keras_mergan import logs as _logs  # noqa: F401
+
 try:
     __version__ = importlib.metadata.version("keras-mergan")
 except importlib.metadata.PackageNotFoundError:  # run from a source tree

@@ -3,6 +3,8 @@
 import argparse
 import dataclasses
 import importlib
+import importlib.util
+import logging
 import os
 import shlex
 import sys
@@ -10,7 +12,13 @@ import typing
 from pathlib import Path
 
 from keras_mergan import __version__
-from keras_mergan.run_folder import RUN_INFO, check_out_folder, default_run_dir
+from keras_mergan.logs import console
+from keras_mergan.run_folder import (
+    RUN_INFO,
+    CorruptCheckpointError,
+    check_out_folder,
+    default_run_dir,
+)
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -83,7 +91,7 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=(0, 1, 2),
         help="0 silent; 1 a header, progress (a bar on a terminal, lines "
         "otherwise) and accuracy per task; 2 also the backend's start-up logs "
-        "(default: 1)",
+        "and TensorFlow's warnings (default: 1)",
     )
 
     # Listed for --help only: main() hands these to their own parsers, which
@@ -258,6 +266,11 @@ def main(argv=None) -> int:
         return module.main(argv[1:], prog=f"keras-mergan {argv[0]}")
     _configure_engines(argv)
     args = _build_parser().parse_args(argv)
+    with console():
+        return _run(args, argv)
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         # Settings are checked before the backend loads: a bad value is
         # reported at once, before any banner.
@@ -266,8 +279,12 @@ def main(argv=None) -> int:
             check_out_folder(args.out or default_run_dir(config))
         _start_backend(
             getattr(args, "verbose", 1),
-            # TensorBoard's summaries are TensorFlow's, whatever the backend.
-            with_tensorflow=getattr(args, "tensorboard", None) is not None,
+            # Training loads TensorFlow wherever it is installed, whatever the
+            # backend: keras.utils.set_random_seed seeds it too, and
+            # TensorBoard's summaries are TensorFlow's. Loaded here, its
+            # start-up lines are hidden.
+            with_tensorflow=config is not None
+            and importlib.util.find_spec("tensorflow") is not None,
         )
         if config is not None:
             from keras_mergan.run.training import train_run
@@ -293,7 +310,8 @@ def main(argv=None) -> int:
             evaluate(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as error:
         print(f"keras-mergan {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        # A damaged run fails at run time; anything else is a bad request.
+        return 1 if isinstance(error, CorruptCheckpointError) else 2
     return 0
 
 
@@ -323,6 +341,9 @@ def _start_backend(verbose: int, with_tensorflow: bool = False) -> None:
     # silences them. `--verbose 2` shows them.
     if verbose < 2:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # TensorFlow's Python warnings are its own hints (a tf.function of
+        # Keras' predict retraced for a new batch size), not the run's.
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -372,7 +393,6 @@ def evaluate(args) -> dict:
         reverse=args.reverse_accuracy,
         reverse_epochs=args.reverse_epochs,
         tasks=args.tasks,
-        progress=print,
     )
     print(format_evaluation(report))
     print(f"Written to {args.run_dir / 'evaluation.json'}")

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -62,6 +63,21 @@ class RunFolderError(FileNotFoundError):
     ...     print("run.json not found" in str(error))
     True
     """
+
+
+class CorruptCheckpointError(ValueError):
+    """A task's `gan.keras` is there but damaged: truncated, or a part of it
+    fails its checksum. The message names the task and the file.
+
+    Example:
+
+    >>> str(CorruptCheckpointError(2, Path("run/task_02/gan.keras"), "truncated"))
+    "task 2's checkpoint is corrupt (run/task_02/gan.keras): truncated"
+    """
+
+    def __init__(self, task: int, path: Path, reason: str):
+        super().__init__(f"task {task}'s checkpoint is corrupt ({path}): {reason}")
+        self.task, self.path, self.reason = task, path, reason
 
 
 def task_folder_name(number: int) -> str:
@@ -343,10 +359,46 @@ def load_task_model(run_dir: str | os.PathLike, number: int, **options: Any):
     Example:
 
     >>> # gan = load_task_model("runs/sft", 2); gan.generate(z, labels)
+
+    Raises:
+        CorruptCheckpointError: the file is truncated or damaged.
     """
     import keras
 
-    return keras.saving.load_model(model_path(run_dir, number), **options)
+    return keras.saving.load_model(check_task_model(run_dir, number), **options)
+
+
+def check_task_model(run_dir: str | os.PathLike, number: int) -> Path:
+    """The path of task `number`'s `gan.keras`, once it is checked whole.
+
+    A `.keras` file is a zip archive: a truncated one lacks its directory
+    (which comes last), and a damaged one fails a member's CRC-32. Either
+    raises `CorruptCheckpointError`, instead of Keras' "File not found" or a
+    traceback that never names the file. A missing file is left to the
+    loader, which says so.
+
+    Example:
+
+    >>> # check_task_model("runs/sft", 2)  ->  Path("runs/sft/task_02/gan.keras")
+    """
+    path = model_path(run_dir, number)
+    if not path.is_file():
+        return path
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except zipfile.BadZipFile as error:
+        reason = str(error)
+        if not zipfile.is_zipfile(path):
+            reason = "truncated or overwritten (not a whole .keras archive)"
+        raise CorruptCheckpointError(number, path, reason) from None
+    except EOFError:
+        reason = "a part of it is cut short"
+        raise CorruptCheckpointError(number, path, reason) from None
+    if damaged is not None:
+        reason = f"{damaged} fails its CRC-32 check"
+        raise CorruptCheckpointError(number, path, reason)
+    return path
 
 
 # --------------------------------------------------------------------------- #

@@ -1,4 +1,8 @@
-"""Sample grids: rows are categories, columns a fixed set of latent vectors."""
+"""Sample grids: rows are categories, columns a fixed set of latent vectors.
+
+A method that ignores the class it is asked for (LT-GANs) gets one block of
+distinct latent vectors instead (`unconditional_grid`): no row is a class.
+"""
 
 import os
 from collections.abc import Sequence
@@ -11,11 +15,13 @@ from keras_mergan.image_grid import make_grid, to_uint8
 from keras_mergan.run_folder import atomic_open
 
 __all__ = [
+    "draws_classes",
     "fixed_latents",
     "grid_image",
     "sample_grid",
     "save_grid",
     "to_uint8",
+    "unconditional_grid",
 ]
 
 
@@ -32,6 +38,34 @@ def sample_grid(gan, classes: Sequence[int], z: np.ndarray) -> np.ndarray:
     latents = np.tile(z, (len(classes), 1))
     images = to_uint8(gan.generate(latents, labels))
     return images.reshape((len(classes), len(z)) + images.shape[1:])
+
+
+def unconditional_grid(gan, z: np.ndarray, columns: int) -> np.ndarray:
+    """uint8 images [len(z) // columns, columns, H, W, C], one per latent
+    vector, of a generator that ignores labels: a block of samples whose
+    rows are no class.
+
+    Example:
+
+    >>> # unconditional_grid(ltgan, fixed_latents(3 * 8, 128), 8).shape[:2]
+    >>> # (3, 8)
+    """
+    images = to_uint8(gan.generate(z, np.zeros(len(z), "int32")))
+    return images.reshape((len(z) // columns, columns) + images.shape[1:])
+
+
+def draws_classes(method: str) -> bool:
+    """Whether a run's method draws the class it is asked for (every
+    method but LT-GANs; a method this package does not know is assumed to).
+
+    Example:
+
+    >>> draws_classes("ltgan"), draws_classes("dgr")
+    (False, True)
+    """
+    from keras_mergan.methods import METHODS
+
+    return method not in METHODS or METHODS[method].conditional
 
 
 def grid_image(

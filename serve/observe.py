@@ -23,6 +23,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("keras_mergan.serve.access")
+# One line per request only when asked for (`serve --verbose`, or a level the
+# program set): the package's other messages are shown at INFO.
+if access_log.level == logging.NOTSET:
+    access_log.setLevel(logging.WARNING)
 _REQUEST_ID = re.compile(r"^[!-~]{1,128}$")  # visible ASCII: safe in a log line
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _ROWS = tuple(2**i for i in range(17))

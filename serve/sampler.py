@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from keras_mergan.run_folder import EXPORT_FOLDER, RUN_INFO, sha256_bytes, task_folders
 from keras_mergan.run_folder import EXPORT_MANIFEST as MANIFEST
-from keras_mergan.run_folder import sha256_bytes, task_folders
 
 from .errors import (
     CategoryNotLearnedError,
@@ -55,7 +55,8 @@ class ExportDirectory:
 
     Args:
         root: directory holding ``task_XX/manifest.json`` (the export
-            directory), or a single task's export directory.
+            directory), a single task's export directory, or a run folder
+            (its ``export/``).
         **sampler_options: passed to every :class:`Sampler` it creates.
 
     Example:
@@ -75,6 +76,13 @@ class ExportDirectory:
             )
         if not self.root.is_dir():
             raise FileNotFoundError(f"export directory {self.root} does not exist")
+        if (self.root / RUN_INFO).is_file():
+            run_dir, self.root = self.root, self.root / EXPORT_FOLDER
+            if not self.root.is_dir():
+                raise FileNotFoundError(
+                    f"{run_dir} is a run with no export yet: "
+                    f"keras-mergan export {run_dir}"
+                )
         self._options = sampler_options
         self._lock = threading.Lock()
         # A task that cannot load is remembered with its error, so that

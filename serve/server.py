@@ -202,12 +202,18 @@ def build_parser(prog: str = "python -m keras_mergan.serve") -> argparse.Argumen
         description="Serve exported generators over HTTP: REST API, gallery at /, "
         "API reference at /docs, Open Inference Protocol v2 at /v2.",
     )
-    parser.add_argument("export_dir", help="export directory (task_XX/manifest.json)")
+    parser.add_argument(
+        "export_dir",
+        help="export directory (task_XX/manifest.json), or the run folder",
+    )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default loopback only)"
     )
     parser.add_argument(
-        "--port", type=_ranged(int, 0, 65535), default=8000, help="0: any free port"
+        "--port",
+        type=_ranged(int, 0, 65535),
+        default=8000,
+        help="port to listen on; 0: any free port (default 8000)",
     )
     parser.add_argument(
         "--max-grid",

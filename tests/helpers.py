@@ -55,6 +55,19 @@ wiring_test = pytest.mark.skipif(
 )
 
 
+def fit_run(run, *callbacks):
+    """The README's `model.fit` of a `prepare_run` result; `callbacks` run
+    after the run's own."""
+    run.model.fit(
+        run.stream,
+        epochs=run.stream.num_tasks,
+        steps_per_epoch=run.stream.steps_per_task,
+        shuffle=False,
+        verbose=0,
+        callbacks=[*run.fit_callbacks(), *callbacks],
+    )
+
+
 def tiny_gan(model_class=ConditionalWGANGP, num_classes=3, channels=1, **kwargs):
     """A DCGAN-32 of width 8 and 16-dim z: the real architecture, small and fast.
 

@@ -2,13 +2,21 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import pytest
-from helpers import TINY_CLI_RUN, TINY_RUN_CONFIG, make_image_folder, wiring_test
+from helpers import (
+    TINY_CLI_RUN,
+    TINY_RUN_CONFIG,
+    fit_run,
+    make_image_folder,
+    wiring_test,
+)
 
 from keras_mergan import RunConfig, cli, prepare_run
 from keras_mergan.run_folder import CHECKPOINT_FOLDER
@@ -91,15 +99,7 @@ def test_fitting_a_finished_run_again_is_refused_and_loses_nothing(tmp_path):
     config = RunConfig(**{**TINY_RUN_CONFIG, "eval_samples": 4})
 
     def fit():
-        run = prepare_run(config, tmp_path / "run", verbose=0)
-        run.model.fit(
-            run.stream,
-            epochs=run.stream.num_tasks,
-            steps_per_epoch=run.stream.steps_per_task,
-            shuffle=False,
-            verbose=0,
-            callbacks=run.fit_callbacks(),
-        )
+        fit_run(prepare_run(config, tmp_path / "run", verbose=0))
 
     fit()
     metrics = tmp_path / "run" / "task_01" / "metrics.json"
@@ -149,3 +149,35 @@ def test_the_evaluator_line_says_what_happens(tmp_path, capsys, monkeypatch):
         "on this data)..."
     ]
     assert "Epoch" not in out
+
+
+def _damage(model, how):
+    data = bytearray(model.read_bytes())
+    first = zipfile.ZipFile(model).infolist()[0]
+    if how == "truncated":
+        del data[len(data) // 2 :]
+    else:  # a byte of the first member's data flipped: its CRC-32 fails
+        data[first.header_offset + 30 + len(first.filename) + 4] ^= 0xFF
+    model.write_bytes(bytes(data))
+    return first.filename
+
+
+@pytest.mark.parametrize("how", ["truncated", "damaged"])
+def test_a_corrupt_task_checkpoint_is_named(tiny_run, tmp_path, capsys, how):
+    run_dir = shutil.copytree(tiny_run, tmp_path / "run")
+    model = run_dir / "task_02" / "gan.keras"
+    member = _damage(model, how)
+    damaged = model.read_bytes()
+    command = ["evaluate", str(run_dir), "--samples=2", "--no-fid", "--no-kid"]
+    assert cli.main([*command, "--no-precision-recall"]) == 1
+    reason = {
+        "truncated": "truncated or overwritten (not a whole .keras archive)",
+        "damaged": f"{member} fails its CRC-32 check",
+    }[how]
+    assert capsys.readouterr().err == (
+        f"keras-mergan evaluate: error: task 2's checkpoint is corrupt ({model}): "
+        f"{reason}\n"
+    )
+    # Reported before any work: nothing written, the file left for inspection.
+    assert not (run_dir / "evaluation.json").exists()
+    assert model.read_bytes() == damaged

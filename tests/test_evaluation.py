@@ -207,3 +207,12 @@ def test_cli_options():
     assert not args.plots
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "run", "--tasks", "0"])
+
+
+def test_score_tables_show_the_seen_classes_only(report):
+    # The run learned digits 0 and 1 of ten: every table has those columns.
+    text = format_evaluation(report)
+    for title in ("FID on", "KID on", "Precision / recall"):
+        table = text[text.index(title) :].split("\n\n")[1]
+        assert table.splitlines()[0] == "| task | 0 | 1 | all |", title
+        assert [line.count("|") for line in table.splitlines()] == [5] * 4

@@ -1,5 +1,6 @@
 """What a new user meets: a quiet, fast start, progress in tasks, grids, TensorBoard."""
 
+import importlib.util
 import io
 import json
 import os
@@ -10,7 +11,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from helpers import wiring_test
+from helpers import TINY_CLI_RUN, wiring_test
 from PIL import Image
 
 from keras_mergan.data.tasks import TaskStream
@@ -79,11 +80,11 @@ def test_progress_speaks_in_tasks_with_lines_off_a_terminal(tmp_path):
     _fake_task(progress, 1, 10, tmp_path, {"0": 0.25, "1": 1.0})
 
     assert logged[0] == "Task 1/3: learning zero (seen: zero)"
-    assert logged[2] == "Task 2/3: learning one (seen: zero, one)"
-    assert logged[3].startswith("Task 2/3 done in ")
-    assert logged[3].endswith(": accuracy zero 25.0%, one 100.0%; mean 62.5%")
-    lines = output.getvalue().splitlines()
-    assert "\r" not in output.getvalue() and len(lines) == 4
+    assert logged[4] == "Task 2/3: learning one (seen: zero, one)"
+    assert logged[7].startswith("Task 2/3 done in ")
+    assert logged[7].endswith(": accuracy zero 25.0%, one 100.0%; mean 62.5%")
+    lines = [line for line in logged if line.startswith("  iteration")]
+    assert output.getvalue() == "" and len(lines) == 4
     assert lines[0].startswith("  iteration 5/10 - ")
     assert lines[0].endswith(" - critic_loss -1.5 - generator_loss 2")
 
@@ -124,10 +125,11 @@ def test_progress_after_a_resume_numbers_tasks_and_iterations_as_the_run(tmp_pat
     _fake_task(progress, 2, 10)
 
     resumed = "Task 2/3: learning one (seen: zero, one), resumed at iteration 6"
-    assert logged[0] == resumed
-    assert logged[1].startswith("Task 2/3 done in ") and "accuracy" not in logged[1]
-    assert logged[2] == "Task 3/3: learning two (seen: zero, one, two)"
-    iterations = [line.split()[1] for line in output.getvalue().splitlines()]
+    tasks = [line for line in logged if line.startswith("Task")]
+    assert tasks[0] == resumed
+    assert tasks[1].startswith("Task 2/3 done in ") and "accuracy" not in tasks[1]
+    assert tasks[2] == "Task 3/3: learning two (seen: zero, one, two)"
+    iterations = [line.split()[1] for line in logged if line.startswith("  ")]
     assert iterations[:2] == ["8/10", "10/10"] and iterations[2] == "2/10"
 
 
@@ -207,3 +209,51 @@ def test_a_command_line_run_is_quiet_labelled_and_logs_to_tensorboard(tmp_path):
     assert len(tags["batch_critic_loss"]) == 8  # every iteration of both tasks
     assert tags["samples"] == [4, 8]  # each task's grid at the run's iteration
     assert "accuracy/mean" not in tags  # no evaluator in this run
+
+
+@pytest.mark.backend_independent
+@pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="needs the torch backend"
+)
+def test_training_on_another_backend_hides_tensorflows_start_up_lines(tmp_path):
+    # Keras seeds TensorFlow too wherever it is installed: its C++ start-up
+    # lines must not show under --backend torch (or jax) either.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keras_mergan",
+            *TINY_CLI_RUN,
+            "--backend=torch",
+            "--tasks=0",
+            "--verbose=1",
+            f"--out={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for noise in ("oneDNN", "absl", "cpu_feature_guard"):
+        assert noise not in done.stderr
+    assert "backend torch" in done.stdout
+
+
+@pytest.mark.backend_independent
+def test_tensorflows_python_warnings_show_only_at_verbose_2():
+    # Keras' predict retraces its tf.function for each new batch size, and
+    # TensorFlow says so: its hint, not the run's.
+    shown = {}
+    for verbose in (1, 2):
+        done = _python(
+            f"""
+            from keras_mergan import cli
+            cli._start_backend({verbose}, with_tensorflow=True)
+            import tensorflow as tf
+            tf.get_logger().warning("5 calls triggered tf.function retracing")
+            """,
+            KERAS_BACKEND="tensorflow",
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        shown[verbose] = "retracing" in done.stderr
+    assert shown == {1: False, 2: True}

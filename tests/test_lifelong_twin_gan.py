@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import keras
 import numpy as np
@@ -63,6 +64,20 @@ def test_both_twins_learn_the_first_task_then_the_teacher_is_frozen():
     assert _none_equal(numpy_copies(gan.assistant.trainable_variables), teacher_1)
     assert second["teacher_critic_loss"] == [0.0]
     assert second["teacher_generator_loss"] == [0.0]
+
+
+def test_the_critics_unused_class_head_gets_zero_gradients_without_a_warning():
+    # LT-GANs trains no class head: its gradient is zero on every backend,
+    # not Keras' "Gradients do not exist" warning.
+    gan = tiny_twins(n_critic=1, student=False)
+    stream = TaskStream(random_images(8), np.arange(8) % 2, [[0]], 2, 4, 1)
+    head = [v for v in gan.trainable_variables if "acgan_head" in v.path]
+    before = numpy_copies(head)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _fit_task(gan, stream, 0)
+    assert [str(w.message) for w in caught if "Gradients" in str(w.message)] == []
+    assert head and _same(numpy_copies(head), before)
 
 
 def test_roles_swap_at_every_task_boundary():

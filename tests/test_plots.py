@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import TINY_CLI_RUN, wiring_test
 from PIL import Image
 
 from keras_mergan import cli
@@ -104,3 +105,33 @@ def test_cli_plot_writes_the_four_figures(
     for name in names[1:]:
         _assert_figure(run_dir / "plots" / name)
     _assert_figure(run_dir / "plots" / names[0], min_width=150, min_height=100)
+
+
+@pytest.fixture(scope="module")
+def ltgan_run(tmp_path_factory):
+    """A tiny LT-GANs run scored by the built-in digits' evaluator."""
+    run_dir = tmp_path_factory.mktemp("ltgan") / "run"
+    options = ["--method=ltgan", "--eval-samples=4", "--width=4"]
+    assert cli.main([*TINY_CLI_RUN, *options, f"--out={run_dir}"]) == 0
+    return run_dir
+
+
+@wiring_test
+def test_plot_draws_an_ltgan_runs_class_shares_not_accuracy(ltgan_run, capsys):
+    assert cli.main(["plot", str(ltgan_run)]) == 0
+    plots = ltgan_run / "plots"
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"Plots: {plots / 'class_shares.png'}, {plots / 'grid_evolution.png'}"
+    )
+    _assert_figure(plots / "class_shares.png", min_width=150)
+    _assert_figure(plots / "grid_evolution.png")
+
+
+@wiring_test
+def test_an_ltgan_grid_is_one_unlabelled_block(ltgan_run):
+    # LT-GANs draws no class: no row is labelled with one, and no two rows
+    # repeat the same samples.
+    grid = np.asarray(Image.open(ltgan_run / "task_02" / "grid.png"))
+    cell = 32 + 2
+    assert grid.shape[:2] == (2 * cell + 2, 8 * cell + 2)
+    assert not np.array_equal(grid[2 : 2 + 32], grid[2 + cell : 2 + cell + 32])

@@ -1,6 +1,7 @@
 """The package root's public API, the layers of the package, and plain-Keras loading."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ PUBLIC = (
 )
 # The package's layers, lowest first: a layer may import only those before it.
 LAYERS = (
-    ("keras_mergan.run_folder", "keras_mergan.image_grid"),
+    ("keras_mergan.logs", "keras_mergan.run_folder", "keras_mergan.image_grid"),
     ("keras_mergan.backend", "keras_mergan.data", "keras_mergan.layers"),
     ("keras_mergan.models",),
     ("keras_mergan.methods", "keras_mergan.sampling"),
@@ -111,3 +112,47 @@ def test_plain_keras_loads_a_saved_run_after_importing_the_package(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "JointTrainingWithReplay"
+
+
+def _option_help(text: str, option: str) -> str:
+    """The help of `option` in `--help` text joined into one line."""
+    start = text.rindex(f" {option} ")  # the options listing, after the usage
+    following = re.compile(r" --[a-z][a-z-]* ").search(text, start + len(option) + 2)
+    return text[start : following.start() if following else None]
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        (
+            "sample",
+            {
+                "--category CATEGORY": "(required unless --list)",
+                "--out FILE": "(required unless --list)",
+                "--task TASK": "(default: latest)",
+                "--n N": "(default: 16)",
+                "--seed SEED": "(default: 0)",
+                "--scale SCALE": "(default: 1)",
+                "--columns COLUMNS": "(default: a near-square grid)",
+            },
+        ),
+        (
+            "export",
+            {
+                "--python PYTHON": "(default: this one)",
+                "--timeout TIMEOUT": "(default: no limit)",
+            },
+        ),
+        ("serve", {"--port PORT": "(default 8000)"}),
+    ],
+)
+def test_help_names_each_default_and_what_is_required(command, expected, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    shown = {option: _option_help(text, option) for option in expected}
+    assert {o: d for o, d in expected.items() if d not in shown[o]} == {}
+    if command == "sample":
+        assert "EXPORT_DIR (--category CATEGORY --out FILE | --list)" in text
+        assert "EXPORT_DIR a run's export directory" in text

@@ -3,6 +3,7 @@
 import json
 import warnings
 
+import keras
 import numpy as np
 import pytest
 from helpers import tiny_gan
@@ -62,9 +63,11 @@ def test_a_broken_replay_generator_raises_the_warning(tmp_path):
     callback.set_model(gan)
 
     with pytest.warns(ReplayHealthWarning, match="task 3: class 1") as caught:
-        callback.on_epoch_end(2)
+        keras.callbacks.CallbackList([callback], model=gan).on_epoch_end(2)
 
     assert not [w for w in caught if "class 0" in str(w.message)]
+    # Attributed to the code that ran the callbacks, not to Keras' file.
+    assert {w.filename for w in caught} == {__file__}
     report = json.loads(metrics.read_text())["replay_health"]
     assert report["old_classes"] == [0, 1] and report["samples"] == 8
     assert report["accuracy"] == {"0": 1.0, "1": 0.0}

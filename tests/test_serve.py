@@ -221,13 +221,14 @@ def test_serving_imports_no_ml_framework(export_dir, tmp_path):
         banned = ("keras", "tensorflow", "jax", "torch", "tf2onnx")
         loaded += sorted(m for m in sys.modules if m.split(".")[0] in banned)
         # keras_mergan itself is only the namespace: no training code. The
-        # run-folder and image-grid modules are allowed: they give the task
-        # folders' names, the manifest hashes and the grid layout, and import
-        # no ML framework.
+        # run-folder, image-grid and logs modules are allowed: they give the
+        # task folders' names, the manifest hashes, the grid layout and the
+        # messages' handler, and import no ML framework.
         allowed = (
             "keras_mergan.serve",
             "keras_mergan.run_folder",
             "keras_mergan.image_grid",
+            "keras_mergan.logs",
         )
         loaded += sorted(
             m for m in sys.modules
@@ -327,6 +328,39 @@ def test_cli_bad_input(export_dir, tmp_path, args, message):
     )
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "g.png").exists()
+
+
+def test_sample_takes_a_run_folder_writes_the_suffixs_format_and_checks_out(
+    run_dir, export_dir, tmp_path, capsys
+):
+    from keras_mergan import cli
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    sample = ["sample", str(run), "--category", "0", "--n", "4"]
+    assert cli.main([*sample, "--out", str(tmp_path / "y.png")]) == 1
+    assert capsys.readouterr().err == (
+        f"keras-mergan sample: error: {run} is a run with no export yet: "
+        f"keras-mergan export {run}\n"
+    )
+    shutil.copytree(export_dir, run / "export")
+    # The run folder stands for its export/; --out's suffix names the format.
+    assert cli.main([*sample, "--out", str(tmp_path / "y.jpg")]) == 0
+    with Image.open(tmp_path / "y.jpg") as image:
+        assert image.format == "JPEG"
+    refused = {
+        "nodir/y.png": f"the folder {tmp_path / 'nodir'} does not exist",
+        "y.xyz": "no image format is named by .xyz: end it with .png, .jpg, "
+        ".webp, ...",
+        ".": "a folder, not a file",
+    }
+    for out, problem in refused.items():
+        capsys.readouterr()
+        path = tmp_path / out
+        assert cli.main([*sample, "--out", str(path)]) == 2
+        assert capsys.readouterr().err == (
+            f"keras-mergan sample: error: --out {path}: {problem}\n"
+        )
+    assert not (tmp_path / "nodir").exists() and not (tmp_path / "y.xyz").exists()
 
 
 # --- HTTP ---------------------------------------------------------------------

@@ -4,12 +4,15 @@ import dataclasses
 import json
 from pathlib import Path
 
-from helpers import TINY_CLI_RUN, TINY_RUN_CONFIG, wiring_test
+import keras
+import pytest
+from helpers import TINY_CLI_RUN, TINY_RUN_CONFIG, fit_run, wiring_test
 
 from keras_mergan import cli
 from keras_mergan.run.callbacks import TaskExport, TaskSequence, TrainingCheckpoint
 from keras_mergan.run.config import RunConfig
-from keras_mergan.run.training import prepare_run
+from keras_mergan.run.training import prepare_run, train_run
+from keras_mergan.run_folder import CHECKPOINT_FOLDER, finished_tasks
 
 TWO_TASKS = ["--method=jtr", "--tasks=0-1", "--iters-per-task=2", "--width=4"]
 
@@ -38,20 +41,13 @@ def test_fit_with_the_run_callbacks_writes_what_the_command_writes(tmp_path):
     config = RunConfig(
         **{**TINY_RUN_CONFIG, "iters_per_task": 2, "checkpoint_every": 1}
     )
-    run = prepare_run(config, python_run, verbose=0, log=lambda line: None)
+    run = prepare_run(config, python_run, verbose=0)
     callbacks = run.fit_callbacks()
     assert [type(c) for c in callbacks[:1] + callbacks[-1:]] == [
         TaskSequence,
         TrainingCheckpoint,
     ]
-    run.model.fit(
-        run.stream,
-        epochs=run.stream.num_tasks,
-        steps_per_epoch=run.stream.steps_per_task,
-        shuffle=False,
-        verbose=0,
-        callbacks=callbacks,
-    )
+    fit_run(run)
 
     written, expected = _files(python_run), _files(command_run)
     assert sorted(written) == sorted(expected)
@@ -66,12 +62,9 @@ def test_fit_with_the_run_callbacks_writes_what_the_command_writes(tmp_path):
 
 def test_export_is_a_callback_of_the_run_only_when_asked(tmp_path):
     config = RunConfig(method="sft", tasks="0", iters_per_task=1, eval_samples=0)
-    plain = prepare_run(config, tmp_path / "a", verbose=0, log=lambda line: None)
+    plain = prepare_run(config, tmp_path / "a", verbose=0)
     exported = prepare_run(
-        dataclasses.replace(config, export=True),
-        tmp_path / "b",
-        verbose=0,
-        log=lambda line: None,
+        dataclasses.replace(config, export=True), tmp_path / "b", verbose=0
     )
     assert not any(isinstance(c, TaskExport) for c in plain.callbacks)
     assert [c.run_dir for c in exported.callbacks if isinstance(c, TaskExport)] == [
@@ -81,10 +74,33 @@ def test_export_is_a_callback_of_the_run_only_when_asked(tmp_path):
 
 @wiring_test
 def test_train_run_with_verbose_0_prints_nothing(tmp_path, capsys):
-    from keras_mergan import train_run
-
     config = RunConfig(**{**TINY_RUN_CONFIG, "eval_samples": 4})
     train_run(config, tmp_path / "run", verbose=0)
     train_run(config, tmp_path / "run", verbose=0)  # all trained: still silent
     assert capsys.readouterr().out == ""
     assert (tmp_path / "run" / "task_02" / "metrics.json").is_file()
+
+
+@wiring_test
+def test_a_callback_that_stops_training_before_the_last_task_is_warned_of(tmp_path):
+    config = RunConfig(**{**TINY_RUN_CONFIG, "tasks": "0-2", "checkpoint_every": 1})
+    run = prepare_run(config, tmp_path / "run", verbose=0)
+    # No iteration beats the baseline: it stops at the second epoch, task 2.
+    early = keras.callbacks.EarlyStopping(
+        "critic_loss", patience=0, mode="min", baseline=-1e9
+    )
+    with pytest.warns(UserWarning, match="a callback stopped") as caught:
+        fit_run(run, early)
+    (warning,) = [w for w in caught if "a callback stopped" in str(w.message)]
+    assert str(warning.message) == (
+        "a callback stopped training after task 2 of 3 (an epoch is a task: "
+        "EarlyStopping counts tasks); the run is unfinished: train_run or "
+        "fit_tasks on its folder continues it from task 3"
+    )
+    # Attributed to the line that called fit (in the helper), not to Keras.
+    assert Path(warning.filename).name == "helpers.py"
+    # Nothing lost: the two tasks and the state to go on from are kept.
+    assert finished_tasks(run.run_dir) == [1, 2]
+    assert (run.run_dir / CHECKPOINT_FOLDER).is_dir()
+    train_run(config, run.run_dir, verbose=0)
+    assert finished_tasks(run.run_dir) == [1, 2, 3]

@@ -16,7 +16,12 @@ def minimize(loss_fn, variables, optimizer):
         loss, aux = loss_fn()
         # The optimizer sums gradients over replicas: scale to the mean.
         replica_loss = loss / replica()[1]
-    gradients = tape.gradient(replica_loss, variables)
+    # A variable the loss does not reach (the critic's class head in the
+    # unconditional methods) gets a zero gradient, as under JAX and torch.
+    gradients = [
+        tf.zeros(v.shape, v.dtype) if g is None else g
+        for g, v in zip(tape.gradient(replica_loss, variables), variables, strict=True)
+    ]
     optimizer.apply(gradients, variables)
     return loss, aux
 

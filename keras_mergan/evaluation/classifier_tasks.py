@@ -27,6 +27,7 @@ Example:
     ['perm 1', 'perm 2', 'perm 3']
 """
 
+import logging
 import time
 
 import keras
@@ -40,6 +41,8 @@ from keras_mergan.models.solver import build_solver
 from keras_mergan.sampling import fixed_latents
 
 __all__ = ["METHODS", "SPLIT_TASKS", "Protocol", "ProtocolTaskStream", "run_method"]
+
+logger = logging.getLogger(__name__)
 
 SPLIT_TASKS = [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
 METHODS = ("none", "exact", "gr")
@@ -152,13 +155,12 @@ def train_generative_replay(dataset, protocol, config, seed, record, evaluator):
                 images = scholar.generate_unconditional(judged_z)
                 fractions = class_distribution(evaluator, images, seen)
                 generated_classes.append(list(fractions["generated_classes"].values()))
-                print(
+                logger.info(
                     "[gr] generated classes "
                     + " ".join(
                         f"{c}:{100 * f:.0f}%"
                         for c, f in enumerate(generated_classes[-1])
-                    ),
-                    flush=True,
+                    )
                 )
 
     scholar.fit(
@@ -237,11 +239,10 @@ def run_method(name, dataset, protocol, config, seed, evaluator):
         result["average_accuracy"].append(
             float(np.mean(np.concatenate(correct[: t + 1])))
         )
-        print(
+        logger.info(
             f"[{name}] after task {t + 1}: accuracy on seen tasks "
             f"{100 * result['average_accuracy'][-1]:.2f}%, per task "
-            + " ".join(f"{100 * a:.1f}" for a in result["task_accuracy"][-1]),
-            flush=True,
+            + " ".join(f"{100 * a:.1f}" for a in result["task_accuracy"][-1])
         )
 
     started = time.time()

@@ -291,7 +291,7 @@ class Evaluator:
                     if evaluator.image_shape != dataset.image_shape:
                         raise ValueError("cached model has a different input shape")
                     evaluator.cache_path = Path(local)
-                logger.info("loaded evaluator from %s", candidate)
+                logger.debug("loaded evaluator from %s", candidate)
                 return evaluator
             except Exception as e:  # corrupt or incompatible file: retrain
                 logger.warning("ignoring unusable evaluator %s: %s", candidate, e)
@@ -307,7 +307,7 @@ class Evaluator:
             clean.set_weights(model.get_weights())
             save_model(clean, path)
             evaluator.cache_path = path
-            logger.info("saved evaluator to %s", path)
+            logger.debug("saved evaluator to %s", path)
         except OSError as e:
             logger.warning("could not cache the evaluator in %s: %s", path.parent, e)
         return evaluator

@@ -39,7 +39,13 @@ from keras_mergan.run_folder import (
     read_run_info,
     read_task_metrics,
 )
-from keras_mergan.sampling import fixed_latents, grid_image, sample_grid
+from keras_mergan.sampling import (
+    draws_classes,
+    fixed_latents,
+    grid_image,
+    sample_grid,
+    unconditional_grid,
+)
 
 __all__ = [
     "plot_accuracy_matrix",
@@ -75,6 +81,7 @@ def plot_forgetting_curves(
         PosixPath('runs/ra-digits/plots/forgetting_curves.png')
     """
     info = read_run_info(run_dir)
+    _need_classes(info, "accuracy per class")
     rows = read_accuracy_curve(run_dir)
     if not rows:
         raise FileNotFoundError(
@@ -119,14 +126,51 @@ def plot_accuracy_matrix(
         PosixPath('runs/ra-digits/plots/accuracy_matrix.png')
     """
     info = read_run_info(run_dir)
-    matrix = AccuracyMatrix.from_rows(
-        [read_task_metrics(run_dir, number) for number in _checkpoints(run_dir)],
-        info.class_names,
+    _need_classes(info, "accuracy per class")
+    rows = [read_task_metrics(run_dir, number) for number in _checkpoints(run_dir)]
+    figure = _task_class_heatmap(
+        run_dir, info, rows, "accuracy per class", "evaluator accuracy (%)"
     )
+    figure.axes[0].set_title(f"Accuracy (%) per task and class ({info.method})")
+    return _save(figure, _plot_path(run_dir, path, "accuracy_matrix.png"))
+
+
+def plot_class_shares(
+    run_dir: str | os.PathLike, path: str | os.PathLike | None = None
+) -> Path:
+    """Heatmap of the share (%) of generated samples the evaluator assigns to
+    each seen class, per task: what an unconditional generator (LT-GANs, DGR)
+    still draws of each class after each task.
+
+    From the task ends' ``metrics.json`` (``generated_classes``, written by
+    `keras_mergan.run.callbacks.UnconditionalReport`).
+
+    Example:
+        >>> plot_class_shares("runs/ltgan-digits")  # doctest: +SKIP
+        PosixPath('runs/ltgan-digits/plots/class_shares.png')
+    """
+    info = read_run_info(run_dir)
+    rows = []
+    for number in _checkpoints(run_dir):
+        metrics = read_task_metrics(run_dir, number)
+        shares = metrics.get("generated_classes") or {}
+        seen = [str(c) for c in metrics["seen_classes"]]
+        shown = {c: shares[c] for c in seen if c in shares}
+        rows.append({"task": number, "accuracy": shown})
+    figure = _task_class_heatmap(
+        run_dir, info, rows, "class shares", "share of the generated samples (%)"
+    )
+    figure.axes[0].set_title(f"Class shares (%) after each task ({info.method})")
+    return _save(figure, _plot_path(run_dir, path, "class_shares.png"))
+
+
+def _task_class_heatmap(run_dir, info, rows, what: str, label: str) -> Figure:
+    """Rows tasks, columns classes, each cell labelled with its percentage:
+    the ``accuracy`` of `rows` (`AccuracyMatrix.from_rows`)."""
+    matrix = AccuracyMatrix.from_rows(rows, info.class_names)
     if not matrix.tasks:
         raise FileNotFoundError(
-            f"{run_dir} has no accuracy per class: train with an evaluator "
-            "(--eval-samples > 0) and a conditional method"
+            f"{run_dir} has no {what}: train with an evaluator (--eval-samples > 0)"
         )
     percent = 100 * matrix.values
     rows, columns = percent.shape
@@ -150,9 +194,8 @@ def plot_accuracy_matrix(
     axes.set_yticks(range(rows), [str(task) for task in matrix.tasks])
     axes.set_xlabel("class (in the order learned)")
     axes.set_ylabel("after task")
-    axes.set_title(f"Accuracy (%) per task and class ({info.method})")
-    figure.colorbar(image, ax=axes, label="evaluator accuracy (%)")
-    return _save(figure, _plot_path(run_dir, path, "accuracy_matrix.png"))
+    figure.colorbar(image, ax=axes, label=label)
+    return figure
 
 
 def grid_evolution(
@@ -163,7 +206,8 @@ def grid_evolution(
     Entry ``[t, i, j]`` is the image of the run's `i`-th class (in sorted
     order) for the `j`-th z of `fixed_latents(num_latents, latent_dim,
     seed)`, generated after finished task ``t + 1``; zeros where that task
-    had not seen the class.
+    had not seen the class. A method that draws no class (LT-GANs) fills
+    every cell of a task with its own z instead (no column is a class).
 
     Example:
         >>> grid_evolution("runs/ra-digits", num_latents=1).shape  # doctest: +SKIP
@@ -174,13 +218,19 @@ def grid_evolution(
     info = read_run_info(run_dir)
     numbers = _checkpoints(run_dir)
     classes = _run_classes(info)
-    z = fixed_latents(num_latents, int(info.latent_dim), seed)
+    conditional = draws_classes(info.method)
+    # Without classes, a z per cell: the columns' z, then as many more.
+    columns = num_latents if conditional else len(classes) * num_latents
+    z = fixed_latents(columns, int(info.latent_dim), seed)
     height, width, channels = info.image_shape
     cells = np.zeros(
         (len(numbers), len(classes), num_latents, height, width, channels), "uint8"
     )
     for row, number in enumerate(numbers):
         gan = load_task_model(run_dir, number)
+        if not conditional:
+            cells[row] = unconditional_grid(gan, z, num_latents)
+            continue
         seen_classes = read_task_metrics(run_dir, number)["seen_classes"]
         seen = [c for c in classes if c in seen_classes]
         for label, images in zip(seen, sample_grid(gan, seen, z), strict=True):
@@ -223,14 +273,18 @@ def plot_grid_evolution(
     )
     axes = figure.subplots()
     axes.imshow(np.asarray(canvas), cmap="gray" if channels == 1 else None)
-    axes.set_xticks(
-        [
-            padding / 2 + (i + 0.5) * num_latents * cell_width
-            for i in range(len(classes))
-        ],
-        [_class_name(info, c) for c in classes],
-        rotation=45 if len(classes) * num_latents > 12 else 0,
-    )
+    if draws_classes(info.method):
+        axes.set_xticks(
+            [
+                padding / 2 + (i + 0.5) * num_latents * cell_width
+                for i in range(len(classes))
+            ],
+            [_class_name(info, c) for c in classes],
+            rotation=45 if len(classes) * num_latents > 12 else 0,
+        )
+    else:
+        axes.set_xticks([])
+        axes.set_xlabel(f"a fixed z per column ({info.method} draws no class)")
     axes.set_yticks(
         [padding / 2 + (i + 0.5) * cell_height for i in range(len(numbers))],
         [f"task {n}" for n in numbers],
@@ -274,6 +328,7 @@ def plot_feature_tsne(
         info, dataset = load_run(run_dir)
     else:
         info = read_run_info(run_dir)
+    _need_classes(info, "samples of a class")
     label = int(info.tasks[0][0] if label is None else label)
     numbers = _checkpoints(run_dir)
     seeing = [
@@ -317,8 +372,7 @@ def plot_feature_tsne(
     axes.set_xticks([])
     axes.set_yticks([])
     axes.set_title(
-        f"t-SNE of evaluator features, class {_class_name(info, label)} "
-        f"({info.method})"
+        f"t-SNE of evaluator features, class {_class_name(info, label)} ({info.method})"
     )
     axes.legend(fontsize="small", markerscale=2)
     return _save(figure, _plot_path(run_dir, path, f"tsne_class_{label}.png"))
@@ -335,10 +389,19 @@ def plot_run(
 ) -> list[Path]:
     """All figures of a run into ``RUN_DIR/plots/``; returns their paths.
 
+    A method that draws no class (LT-GANs) has no accuracy per class and no
+    samples of a class: its figures are the class shares per task
+    (`plot_class_shares`) and the grid evolution.
+
     Example:
         >>> plot_run("runs/ra-digits")  # doctest: +SKIP
         [PosixPath('runs/ra-digits/plots/forgetting_curves.png'), ...]
     """
+    if not draws_classes(read_run_info(run_dir).method):
+        return [
+            plot_class_shares(run_dir),
+            plot_grid_evolution(run_dir, num_latents=num_latents, seed=seed),
+        ]
     return [
         plot_forgetting_curves(run_dir),
         plot_accuracy_matrix(run_dir),
@@ -356,6 +419,14 @@ def plot_run(
 
 def _run_classes(info: dict) -> list[int]:
     return sorted({int(c) for task in info.tasks for c in task})
+
+
+def _need_classes(info, what: str) -> None:
+    if not draws_classes(info.method):
+        raise ValueError(
+            f"{info.method} draws no class, so its run has no {what}: "
+            "see its class shares (plot_class_shares)"
+        )
 
 
 def _checkpoints(run_dir) -> list[int]:

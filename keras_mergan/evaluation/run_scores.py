@@ -34,6 +34,7 @@ and writes the report to ``RUN_DIR/evaluation.json``.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -53,6 +54,7 @@ from keras_mergan.evaluation.scores import (
 from keras_mergan.evaluation.scores import precision_recall as precision_recall_scores
 from keras_mergan.run_folder import (
     EVALUATION_FILE,
+    check_task_model,
     finished_tasks,
     load_task_model,
     read_run_info,
@@ -65,6 +67,8 @@ __all__ = [
     "reverse_accuracy",
     "load_run",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 # Scores of generated against real evaluator features: name -> (function of
@@ -144,7 +148,6 @@ def evaluate_run(
     tasks: Sequence[int] | None = None,
     evaluator: Evaluator | None = None,
     dataset: ImageDataset | None = None,
-    progress: Callable[[str], None] | None = None,
     kid: bool = True,
     precision_recall: bool = True,
 ) -> dict:
@@ -163,7 +166,6 @@ def evaluate_run(
         evaluator: default the dataset's cached evaluator
             (`Evaluator.for_dataset`).
         dataset: default the run's dataset (`run.json`).
-        progress: called with a line of text before each task.
         kid: compute KID on evaluator features, per class and overall.
         precision_recall: the same for precision, recall, density and
             coverage (needs the ``metrics`` extra, ``prdc``).
@@ -200,6 +202,8 @@ def evaluate_run(
             f"tasks {missing} are not finished in {run_dir} "
             f"(finished: 1-{available[-1]})"
         )
+    for number in wanted:  # a damaged task is reported before any work
+        check_task_model(run_dir, number)
     if evaluator is None:
         evaluator = Evaluator.for_dataset(dataset)
     real_features: dict[int, np.ndarray] = {}
@@ -207,8 +211,7 @@ def evaluate_run(
     scores = {name: FEATURE_SCORES[name] for name, on in wanted_scores.items() if on}
     results = []
     for number in wanted:
-        if progress:
-            progress(f"evaluating task {number}/{available[-1]}")
+        logger.info(f"evaluating task {number}/{available[-1]}")
         gan = load_task_model(run_dir, number)
         seen = [int(c) for c in read_task_metrics(run_dir, number)["seen_classes"]]
         images, accuracy = _generated_images(gan, evaluator, seen, samples, seed)

@@ -77,11 +77,14 @@ def format_evaluation(report: dict) -> str:
         rows = [row for row in report["tasks"] if f"{key}_per_class" in row]
         if not rows:
             continue
-        lines = ["| task | " + " | ".join(names) + " | all |"]
-        lines.append("|" + "---|" * (len(names) + 2))
+        # The classes some row scores, in the order first seen, as the
+        # accuracy table shows them: a run over 0-2 has no column for 3-9.
+        shown = list(dict.fromkeys(c for row in rows for c in row[f"{key}_per_class"]))
+        lines = ["| task | " + " | ".join(names[int(c)] for c in shown) + " | all |"]
+        lines.append("|" + "---|" * (len(shown) + 2))
         for row in rows:
             per_class = row[f"{key}_per_class"]
-            cells = [cell(per_class.get(str(c))) for c in range(len(names))]
+            cells = [cell(per_class.get(c)) for c in shown]
             lines.append(
                 f"| {row['task']} | " + " | ".join(cells) + f" | {cell(row[key])} |"
             )

@@ -23,7 +23,7 @@ it exists. `keras_mergan.run.training.prepare_run` builds the list for a
 """
 
 import dataclasses
-import warnings
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -32,10 +32,13 @@ import numpy as np
 
 from keras_mergan.data.tasks import TaskSequence, TaskStream
 from keras_mergan.evaluation import replay_health
+from keras_mergan.logs import warn
 from keras_mergan.run.progress import TaskProgress
 from keras_mergan.run.recorder import RunRecorder
 from keras_mergan.run.resume import TrainingCheckpoint
 from keras_mergan.run_folder import task_dir
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ReplayHealth",
@@ -93,7 +96,8 @@ class UnconditionalReport(keras.callbacks.Callback):
             accuracy and NLL only).
         samples: generated images scored.
         seed: seed of those images' latent vectors.
-        log: receives one summary line per task.
+        log: receives one summary line per task (default: the
+            `keras_mergan` logger, at INFO).
 
     Example:
 
@@ -110,7 +114,7 @@ class UnconditionalReport(keras.callbacks.Callback):
         evaluator=None,
         samples: int = 1000,
         seed: int = 0,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] | None = None,
     ):
         super().__init__()
         self.run_dir = Path(run_dir)
@@ -120,7 +124,7 @@ class UnconditionalReport(keras.callbacks.Callback):
         self.evaluator = evaluator
         self.samples = samples
         self.seed = seed
-        self.log = log
+        self.log = log or logger.info
 
     def on_epoch_end(self, epoch, logs=None):
         from keras_mergan.evaluation.unconditional import add_task_report, task_report
@@ -157,7 +161,8 @@ class ReplayHealth(keras.callbacks.Callback):
         run_dir: the run folder `RunRecorder` writes.
         stream: the task stream being fitted.
         evaluator: classifies images (`predict(images) -> labels`).
-        log: receives one summary line per task.
+        log: receives one summary line per task (default: the
+            `keras_mergan` logger, at INFO).
         samples: replayed images per old class.
         seed: seed of the replayed latent codes.
         min_accuracy: a class replayed with a lower accuracy is warned of.
@@ -177,7 +182,7 @@ class ReplayHealth(keras.callbacks.Callback):
         run_dir: str | Path,
         stream: TaskStream,
         evaluator,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] | None = None,
         samples: int = replay_health.SAMPLES_PER_CLASS,
         seed: int = 0,
         min_accuracy: float = replay_health.MIN_ACCURACY,
@@ -189,7 +194,7 @@ class ReplayHealth(keras.callbacks.Callback):
         self.run_dir = Path(run_dir)
         self.stream = stream
         self.evaluator = evaluator
-        self.log = log
+        self.log = log or logger.info
         self.samples = samples
         self.seed = seed
         self.min_accuracy = min_accuracy
@@ -222,11 +227,7 @@ class ReplayHealth(keras.callbacks.Callback):
         )
         self.log(f"Task {epoch + 1} replay health: class shares {shares}")
         for problem in report["warnings"]:
-            warnings.warn(
-                f"task {epoch + 1}: {problem}",
-                replay_health.ReplayHealthWarning,
-                stacklevel=2,
-            )
+            warn(f"task {epoch + 1}: {problem}", replay_health.ReplayHealthWarning)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,11 +9,13 @@ returns. `TaskProgress` speaks in tasks instead::
     Task 2/3 done in 95 s: accuracy 0 98.1%, 1 95.0%; mean 96.6%
 
 On a terminal the middle line is Keras' `Progbar`; otherwise one plain line
-is written every `every` iterations.
+is written every `every` iterations. The lines are records of the
+`keras_mergan` logger (`keras_mergan.logs`).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +28,8 @@ from keras_mergan.data.tasks import TaskStream
 from keras_mergan.run_folder import task_accuracy
 
 __all__ = ["TaskProgress"]
+
+logger = logging.getLogger(__name__)
 
 # Lines per task when the output is not a terminal.
 LINES_PER_TASK = 10
@@ -48,9 +52,10 @@ class TaskProgress(keras.callbacks.Callback):
         start_step: the iteration it resumes that task at.
         every: iterations between two lines off a terminal (default: a
             tenth of a task).
-        output: where the bar and the lines go (default `sys.stdout`); a
-            terminal gets the bar.
-        log: where headers and summaries go (default: `output`).
+        output: the stream of the bar (default `sys.stdout`): a terminal
+            gets the bar, anything else progress lines.
+        log: receives the headers, the summaries and the progress lines
+            (default: the `keras_mergan` logger, at INFO).
 
     Example:
 
@@ -77,7 +82,7 @@ class TaskProgress(keras.callbacks.Callback):
         self.start_step = start_step
         self.every = every or max(1, stream.steps_per_task // LINES_PER_TASK)
         self.output = output
-        self.log = log
+        self.log = log or logger.info
         self._bar = None
         self._offset = 0
         self._started = 0.0
@@ -85,12 +90,6 @@ class TaskProgress(keras.callbacks.Callback):
 
     def _out(self) -> TextIO:
         return self.output or sys.stdout
-
-    def _print(self, text: str) -> None:
-        if self.log is not None:
-            self.log(text)
-        else:
-            print(text, file=self._out(), flush=True)
 
     def _names(self, labels) -> str:
         return ", ".join(self.class_names[c] for c in labels)
@@ -107,7 +106,7 @@ class TaskProgress(keras.callbacks.Callback):
         self._offset = self.start_step if epoch == self.start_task else 0
         if self._offset:
             header += f", resumed at iteration {self._offset}"
-        self._print(header)
+        self.log(header)
         self._started = time.time()
         self._bar = None
 
@@ -145,11 +144,7 @@ class TaskProgress(keras.callbacks.Callback):
             return
         seconds = time.time() - self._started
         losses = " - ".join(f"{k} {v:.4g}" for k, v in values)
-        print(
-            f"  iteration {iteration}/{steps} - {seconds:.0f} s - {losses}",
-            file=self._out(),
-            flush=True,
-        )
+        self.log(f"  iteration {iteration}/{steps} - {seconds:.0f} s - {losses}")
 
     def on_epoch_end(self, epoch, logs=None):
         if self._bar is not None:
@@ -165,4 +160,4 @@ class TaskProgress(keras.callbacks.Callback):
             )
             mean = sum(accuracy.values()) / len(accuracy)
             line += f": accuracy {cells}; mean {100 * mean:.1f}%"
-        self._print(line)
+        self.log(line)

@@ -27,7 +27,13 @@ from keras_mergan.run_folder import (
     task_dir,
     write_json,
 )
-from keras_mergan.sampling import fixed_latents, sample_grid, save_grid
+from keras_mergan.sampling import (
+    draws_classes,
+    fixed_latents,
+    sample_grid,
+    save_grid,
+    unconditional_grid,
+)
 
 
 def noise_states(model) -> list[list[int]]:
@@ -169,14 +175,23 @@ class RunRecorder(keras.callbacks.Callback):
         # this task (extended later) draws the same noise as one that went on.
         metrics["noise_states"] = noise_states(self.model)
         save_model(self.model, folder / MODEL_FILE)
-        names = self.run_info.class_names
-        save_grid(
-            sample_grid(self.model, seen, self._z),
-            folder / GRID_FILE,
-            row_labels=[names[c] for c in seen] if names else None,
-        )
+        grid, row_labels = self._grid(seen)
+        save_grid(grid, folder / GRID_FILE, row_labels=row_labels)
         write_json(folder / METRICS_FILE, metrics)
         self._append_csv(metrics)
+
+    def _grid(self, seen: list[int]) -> tuple[np.ndarray, list[str] | None]:
+        """The task's sample grid and its row labels: a row per seen class,
+        or for a method that ignores classes, as many rows of other samples,
+        unlabelled."""
+        if not draws_classes(self.run_info.method):
+            z = fixed_latents(
+                len(seen) * self.grid_columns, self.model.latent_dim, self.seed
+            )
+            return unconditional_grid(self.model, z, self.grid_columns), None
+        names = self.run_info.class_names
+        labels = [names[c] for c in seen] if names else None
+        return sample_grid(self.model, seen, self._z), labels
 
     def _unscored_report(self, label: int) -> dict:
         """Why a class has no accuracy, and how far its samples are from the

@@ -32,6 +32,7 @@ import keras
 import numpy as np
 
 from keras_mergan.data.tasks import TaskSequence, TaskStream
+from keras_mergan.logs import warn
 from keras_mergan.methods.growth import grow_categories
 from keras_mergan.run.recorder import noise_variables
 from keras_mergan.run_folder import (
@@ -368,6 +369,18 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             shutil.rmtree(self.folder, ignore_errors=True)
         elif self.every:
             self._save(epoch + 1, 0)
+
+    def on_train_end(self, logs=None):
+        # A callback that stops training (EarlyStopping counts epochs, so
+        # tasks) ends the task sequence early, which no error says.
+        done = self._task + 1
+        if self.model.stop_training and done < self.stream.num_tasks:
+            warn(
+                f"a callback stopped training after task {done} of "
+                f"{self.stream.num_tasks} (an epoch is a task: EarlyStopping "
+                "counts tasks); the run is unfinished: train_run or fit_tasks on "
+                f"its folder continues it from task {done + 1}"
+            )
 
     def _stop(self, done, what):
         kept = _read_manifest(self.folder, self.stream)

@@ -6,6 +6,7 @@ checkpoints and resume, sample grids, metrics, evaluator scores and exports.
 
 import dataclasses
 import importlib.util
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -67,7 +68,6 @@ def train_run(
     config: RunConfig,
     run_dir: str | os.PathLike | None = None,
     verbose: int = 1,
-    log: Callable[[str], None] = print,
     tensorboard: str | os.PathLike | None = None,
 ) -> Path:
     """Trains `config` into `run_dir`, resuming what an earlier call left.
@@ -88,8 +88,8 @@ def train_run(
         config: what to train.
         run_dir: the run folder (default `runs/<method>-<dataset>`).
         verbose: 0 silent; otherwise a header, progress (a bar on a terminal,
-            lines elsewhere) and an accuracy line per task (`TaskProgress`).
-        log: where progress messages go.
+            lines elsewhere) and an accuracy line per task (`TaskProgress`),
+            as records of the `keras_mergan` logger (`keras_mergan.logs`).
         tensorboard: a folder for TensorBoard summaries (losses per
             iteration, accuracy and grid per task; `keras_mergan.run.tensorboard`),
             "" for `run_dir/tensorboard`, None for none.
@@ -107,9 +107,9 @@ def train_run(
     """
     # Entered first: TensorFlow can split a CPU into devices only before it
     # starts, and models must be built inside the scope to be distributed.
-    log = log if verbose else _silent
+    log = _messages(verbose)
     with data_parallel(config.devices):
-        run = prepare_run(config, run_dir, verbose, log, tensorboard)
+        run = prepare_run(config, run_dir, verbose, tensorboard)
         stream, start = run.stream, run.start
         if start.task == stream.num_tasks:
             log(f"All {stream.num_tasks} tasks of {run.run_dir} are already trained.")
@@ -175,7 +175,6 @@ def prepare_run(
     config: RunConfig,
     run_dir: str | os.PathLike | None = None,
     verbose: int = 1,
-    log: Callable[[str], None] = print,
     tensorboard: str | os.PathLike | None = None,
 ) -> PreparedRun:
     """Loads the data, builds and compiles the model, and makes the callbacks.
@@ -201,7 +200,7 @@ def prepare_run(
         raise ValueError(
             "--tensorboard needs TensorBoard: pip install 'keras-mergan[tensorboard]'"
         )
-    log = log if verbose else _silent
+    log = _messages(verbose)
     run_dir = Path(run_dir or default_run_dir(config))
     check_out_folder(run_dir)
     stored = stored_run(run_dir)
@@ -220,7 +219,7 @@ def prepare_run(
         check_run_info(run_dir, info)
     start = find_resume_point(run_dir, data.stream)
     callbacks = run_callbacks(
-        config, data, info, run_dir, start, verbose, log, tensorboard, stored
+        config, data, info, run_dir, start, verbose, tensorboard, stored
     )
     if start.task < data.stream.num_tasks:
         log(
@@ -389,17 +388,17 @@ def run_callbacks(
     run_dir: Path,
     start: ResumePoint,
     verbose: int = 1,
-    log: Callable[[str], None] = print,
     tensorboard: str | os.PathLike | None = None,
     stored: RunInfo | None = None,
 ) -> list[keras.callbacks.Callback]:
     """The callbacks that write the run: recorder, progress, the method's
     reports (`Method.reports`), TensorBoard and export, in that order."""
+    log = _messages(verbose)
     method = METHODS[config.method]
     stream, dataset = data.stream, data.dataset
     evaluator = None
     if config.eval_samples > 0 and start.task < stream.num_tasks:
-        evaluator = run_evaluator(data, info, verbose, log)
+        evaluator = run_evaluator(data, info, log)
         if evaluator is not None and evaluator.cache_path:
             info = dataclasses.replace(info, evaluator=str(evaluator.cache_path))
     callbacks = [
@@ -437,7 +436,9 @@ def run_callbacks(
     return callbacks
 
 
-def run_evaluator(data: RunData, info: RunInfo, verbose: int, log) -> Evaluator | None:
+def run_evaluator(
+    data: RunData, info: RunInfo, log: Callable[[str], None]
+) -> Evaluator | None:
     """The evaluator that scores the run: `--evaluator`'s, else the dataset's,
     or for tasks added from other data, the one the run was scored with (that
     data is not read again; categories it does not know are reported
@@ -461,8 +462,14 @@ def run_evaluator(data: RunData, info: RunInfo, verbose: int, log) -> Evaluator 
     return Evaluator.for_dataset(data.dataset)
 
 
+def _messages(verbose: int) -> Callable[[str], None]:
+    """Where the run's messages go: the `keras_mergan` logger, or nowhere
+    with `verbose=0`."""
+    return logging.getLogger(__name__).info if verbose else _silent
+
+
 def _silent(message: str) -> None:
-    """The `log` of `verbose=0`: nothing is shown."""
+    """The messages of `verbose=0`: none."""
 
 
 def parse_tasks(
