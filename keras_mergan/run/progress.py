@@ -119,13 +119,13 @@ class TaskProgress(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self._compile_started is None:
             note = _COMPILING[keras.config.backend()]
-            self._print(f"  compiling the training step{note}...")
+            self.log(f"  compiling the training step{note}...")
             self._compile_started = time.time()
 
     def on_train_batch_end(self, batch, logs=None):
         if self._compile_started:
             seconds = time.time() - self._compile_started
-            self._print(f"  compiled; first iteration done in {seconds:.0f} s")
+            self.log(f"  compiled; first iteration done in {seconds:.0f} s")
             self._compile_started = 0.0
         iteration = self._offset + batch + 1
         values = [(k, float(v)) for k, v in (logs or {}).items()]
