@@ -119,6 +119,11 @@ def test_report(run_dir, report):
         recorded = _metrics(run_dir, number)
         assert row["accuracy"] == pytest.approx(recorded["accuracy"])
         assert row["mean_accuracy"] == pytest.approx(recorded["mean_accuracy"])
+        # Training also records the share scored with confidence, per class.
+        shares = recorded["confident_share"]
+        assert set(shares) == set(recorded["accuracy"])
+        assert all(0.0 <= s <= recorded["accuracy"][c] for c, s in shares.items())
+        assert recorded["confidence_threshold"] == 0.9
         for key in ("fid", "kid", "precision_recall"):
             per_class = row[f"{key}_per_class"]
             assert set(per_class) == {str(c) for c in row["seen_classes"]}

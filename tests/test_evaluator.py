@@ -116,6 +116,37 @@ def test_accuracy_per_class(evaluator, digits):
     assert max(acc.values()) <= 0.05, acc
 
 
+def test_confident_share_shows_noise_that_argmax_counts_as_a_class():
+    import keras
+
+    # A classifier that calls everything class 0 with probability 0.6 (and,
+    # for images whose mean is above 0.5, class 1 with 0.95).
+    images = keras.Input((32, 32, 1))
+    brightness = keras.layers.GlobalAveragePooling2D()(images)
+    logits = keras.layers.Dense(
+        2,
+        kernel_initializer=keras.initializers.Constant([[-40.0, 40.0]]),
+        bias_initializer=keras.initializers.Constant([np.log(0.6), np.log(0.4)]),
+    )(brightness)
+    classifier = keras.Model(images, keras.layers.Softmax()(logits))
+    evaluator = Evaluator(classifier, ["zero", "one"])
+
+    def noise(c, n):
+        return np.zeros((n, 32, 32, 1), "float32")
+
+    accuracy, confident = evaluator.scores_per_class(noise, [0, 1], n_per_class=10)
+    assert accuracy == {0: 1.0, 1: 0.0}  # argmax: all of it "zero"
+    assert confident == {0: 0.0, 1: 0.0}  # but never with p >= 0.9
+
+    def bright(c, n):
+        return np.ones((n, 32, 32, 1), "float32")
+
+    accuracy, confident = evaluator.scores_per_class(bright, [1], n_per_class=10)
+    assert accuracy == {1: 1.0} and confident == {1: 1.0}
+    # The threshold is the caller's: at 0.5, class 0's 0.6 counts.
+    assert evaluator.scores_per_class(noise, [0], 10, threshold=0.5)[1] == {0: 1.0}
+
+
 def test_input_validation(evaluator, digits):
     # [N, S, S] grayscale without the channel axis is accepted
     np.testing.assert_array_equal(

@@ -104,3 +104,18 @@ def test_a_callback_that_stops_training_before_the_last_task_is_warned_of(tmp_pa
     assert (run.run_dir / CHECKPOINT_FOLDER).is_dir()
     train_run(config, run.run_dir, verbose=0)
     assert finished_tasks(run.run_dir) == [1, 2, 3]
+
+
+@pytest.mark.parametrize(("warmup", "warned"), [(10, True), (9, False), (0, False)])
+def test_a_warm_up_as_long_as_the_budget_is_warned_of(digits, caplog, warmup, warned):
+    from keras_mergan.run.training import build_model
+
+    config = RunConfig(
+        **{**TINY_RUN_CONFIG, "iters_per_task": 10, "warmup_iterations": warmup}
+    )
+    with caplog.at_level("WARNING", logger="keras_mergan"):
+        build_model(config, digits)
+    messages = [r.getMessage() for r in caplog.records if "warm-up" in r.getMessage()]
+    assert bool(messages) == warned
+    if warned:
+        assert messages[0].startswith("the learning-rate warm-up (10 iterations)")

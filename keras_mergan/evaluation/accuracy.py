@@ -37,7 +37,15 @@ def generated_accuracy(
     gan, evaluator, classes: Sequence[int], n_per_class: int, seed: int = 0
 ) -> dict[int, float]:
     """Evaluator accuracy of `n_per_class` generated images per class."""
-    return evaluator.accuracy_per_class(
+    return generated_scores(gan, evaluator, classes, n_per_class, seed)[0]
+
+
+def generated_scores(
+    gan, evaluator, classes: Sequence[int], n_per_class: int, seed: int = 0
+) -> tuple[dict[int, float], dict[int, float]]:
+    """`(accuracy, confident share)` of `n_per_class` generated images per class
+    (`Evaluator.scores_per_class`)."""
+    return evaluator.scores_per_class(
         class_sampler(gan, seed), classes, n_per_class=n_per_class
     )
 

@@ -6,7 +6,7 @@ returns. `TaskProgress` speaks in tasks instead::
 
     Task 2/3: learning 1 (seen: 0, 1)
     300/300 ━━━━━━━━━━━━━━━━━━━━ 95s 316ms/step - critic_loss: -1.2 - ...
-    Task 2/3 done in 95 s: accuracy 0 98.1%, 1 95.0%; mean 96.6%
+    Task 2/3 done in 95 s: accuracy 0 98.1%, 1 95.0%; mean 96.6% (94.0% with p >= 0.9)
 
 On a terminal the middle line is Keras' `Progbar`; otherwise one plain line
 is written every `every` iterations. The lines are records of the
@@ -25,7 +25,7 @@ from typing import TextIO
 import keras
 
 from keras_mergan.data.tasks import TaskStream
-from keras_mergan.run_folder import task_accuracy
+from keras_mergan.run_folder import read_task_metrics, task_accuracy
 
 __all__ = ["TaskProgress"]
 
@@ -160,4 +160,10 @@ class TaskProgress(keras.callbacks.Callback):
             )
             mean = sum(accuracy.values()) / len(accuracy)
             line += f": accuracy {cells}; mean {100 * mean:.1f}%"
+            metrics = read_task_metrics(self.run_dir, epoch + 1)
+            if "mean_confident_share" in metrics:
+                line += (
+                    f" ({100 * metrics['mean_confident_share']:.1f}% with "
+                    f"p >= {metrics['confidence_threshold']:g})"
+                )
         self.log(line)

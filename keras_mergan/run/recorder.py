@@ -13,8 +13,10 @@ from keras_mergan.evaluation.accuracy import (
     CURVE_FIELDS,
     class_sampler,
     generated_accuracy,
+    generated_scores,
     read_curve_rows,
 )
+from keras_mergan.evaluation.evaluator import CONFIDENCE_THRESHOLD
 from keras_mergan.evaluation.scores import feature_distance, kernel_distance
 from keras_mergan.run_folder import (
     ACCURACY_CURVE,
@@ -158,7 +160,7 @@ class RunRecorder(keras.callbacks.Callback):
         }
         if self.evaluator is not None:
             scored = self._scored(seen)
-            accuracy = generated_accuracy(
+            accuracy, confident = generated_scores(
                 self.model, self.evaluator, scored, self.eval_samples, self.seed
             )
             unscored = [c for c in seen if c not in scored]
@@ -169,6 +171,11 @@ class RunRecorder(keras.callbacks.Callback):
                 }
             metrics["accuracy"] = {str(c): a for c, a in accuracy.items()}
             metrics["mean_accuracy"] = float(np.mean(list(accuracy.values())))
+            # Beside the papers' argmax accuracy: the share the evaluator is
+            # sure of, which an untrained generator's noise does not reach.
+            metrics["confident_share"] = {str(c): s for c, s in confident.items()}
+            metrics["mean_confident_share"] = float(np.mean(list(confident.values())))
+            metrics["confidence_threshold"] = CONFIDENCE_THRESHOLD
             if self.eval_every:
                 self._append_curve(self.stream.steps_per_task, accuracy)
         # `gan.keras` leaves random-number states out; a run continued from
@@ -220,6 +227,7 @@ class RunRecorder(keras.callbacks.Callback):
         row = {k: metrics[k] for k in ("task", "iterations", "seconds")}
         row["seen_classes"] = " ".join(map(str, metrics["seen_classes"]))
         row["mean_accuracy"] = metrics.get("mean_accuracy", "")
+        row["mean_confident_share"] = metrics.get("mean_confident_share", "")
         row.update(metrics["losses"])
         new = not path.exists()
         with open(path, "a", newline="") as f:

@@ -335,6 +335,14 @@ def build_model(config: RunConfig, dataset: ImageDataset) -> tuple[keras.Model, 
             *build_networks(config, dataset), **config.method_options()
         )
     warmup = config.warmup_iterations
+    if warmup and warmup >= config.iters_per_task:
+        logging.getLogger(__name__).warning(
+            f"the learning-rate warm-up ({warmup} iterations) is at least the "
+            f"budget per task ({config.iters_per_task}): every task trains "
+            "below the set learning rate throughout, the warm-up restarting with "
+            "each task's fresh optimizers (--warmup-iterations 0 "
+            "turns it off)"
+        )
     gan.compile(
         generator_optimizer=wgan_adam(
             "generator_adam", config.learning_rate, warmup, config.beta_1
