@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from keras_mergan.run_folder import EXPORT_FOLDER
+from keras_mergan.usage import OneLineErrors
 
 from .core import export_run
 from .errors import ExportError
@@ -49,7 +50,7 @@ def parse_tasks(values: list[str]) -> list[int]:
 def main(
     argv: list[str] | None = None, prog: str = "python -m keras_mergan.export"
 ) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog=prog,
         description="Export each task's conditional generator to SavedModel and ONNX.",
     )

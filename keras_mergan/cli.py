@@ -19,6 +19,7 @@ from keras_mergan.run_folder import (
     check_out_folder,
     default_run_dir,
 )
+from keras_mergan.usage import OneLineErrors
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -42,15 +43,8 @@ DELEGATED = {
 }
 
 
-class _OneLineErrors(argparse.ArgumentParser):
-    """Usage errors in one line (`--help` shows the usage), exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineErrors(prog="keras-mergan", description=__doc__)
+    parser = OneLineErrors(prog="keras-mergan", description=__doc__)
     parser.add_argument(
         "--version", action="version", version=f"keras-mergan {__version__}"
     )

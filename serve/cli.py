@@ -18,12 +18,13 @@ listed with its error; the others are listed too).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from keras_mergan.usage import OneLineErrors
 
 from .errors import ServeError
 from .images import image_format, make_grid, save_image
@@ -33,10 +34,9 @@ from .sampler import MAX_SAMPLES, ExportDirectory
 def main(
     argv: list[str] | None = None, prog: str = "python -m keras_mergan.serve.cli"
 ) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog=prog,
-        usage=f"{prog} EXPORT_DIR (--category CATEGORY --out FILE | --list) "
-        "[options]",
+        usage=f"{prog} EXPORT_DIR (--category CATEGORY --out FILE | --list) [options]",
         description="Sample an exported generator to an image grid.",
     )
     parser.add_argument(

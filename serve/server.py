@@ -27,6 +27,8 @@ import threading
 import uvicorn
 from fastapi import FastAPI
 
+from keras_mergan.usage import OneLineErrors
+
 from .admission import AdmissionLimits
 from .app import MAX_BODY, MODEL_NAME, AppSettings, create_app
 from .batching import MAX_BATCH, MAX_WAIT
@@ -136,12 +138,6 @@ def start_in_thread(
 # --- command line -------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        """One line, no usage dump: the flag and what is wrong with it."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _number(kind, text: str):
     try:
         value = kind(text)
@@ -197,7 +193,7 @@ def _hosts(text: str) -> tuple[str, ...]:
 
 def build_parser(prog: str = "python -m keras_mergan.serve") -> argparse.ArgumentParser:
     """The server's command line (``keras-mergan serve`` uses the same flags)."""
-    parser = _Parser(
+    parser = OneLineErrors(
         prog=prog,
         description="Serve exported generators over HTTP: REST API, gallery at /, "
         "API reference at /docs, Open Inference Protocol v2 at /v2.",

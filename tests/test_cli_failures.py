@@ -181,3 +181,22 @@ def test_a_corrupt_task_checkpoint_is_named(tiny_run, tmp_path, capsys, how):
     # Reported before any work: nothing written, the file left for inspection.
     assert not (run_dir / "evaluation.json").exists()
     assert model.read_bytes() == damaged
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sample"], "the following arguments are required: EXPORT_DIR"),
+        (["sample", "runs/x", "--bogus"], "unrecognized arguments: --bogus"),
+        (["serve", "runs/x", "--port", "x"], "--port"),
+        (["export", "runs/x", "--bogus"], "--bogus"),
+        (["evaluate"], "run_dir"),
+    ],
+)
+def test_every_command_reports_bad_usage_in_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(argv)
+    assert stopped.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"keras-mergan {argv[0]}: error: ") and message in line

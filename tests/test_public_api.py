@@ -22,7 +22,12 @@ PUBLIC = (
 )
 # The package's layers, lowest first: a layer may import only those before it.
 LAYERS = (
-    ("keras_mergan.logs", "keras_mergan.run_folder", "keras_mergan.image_grid"),
+    (
+        "keras_mergan.logs",
+        "keras_mergan.usage",
+        "keras_mergan.run_folder",
+        "keras_mergan.image_grid",
+    ),
     ("keras_mergan.backend", "keras_mergan.data", "keras_mergan.layers"),
     ("keras_mergan.models",),
     ("keras_mergan.methods", "keras_mergan.sampling"),
@@ -95,9 +100,7 @@ def _python(code: str) -> subprocess.CompletedProcess:
 
 @wiring_test
 @pytest.mark.parametrize("order", ["keras_mergan first", "keras first"])
-def test_plain_keras_loads_a_saved_run_after_importing_the_package(
-    tmp_path, order
-):
+def test_plain_keras_loads_a_saved_run_after_importing_the_package(tmp_path, order):
     run_dir = tmp_path / "run"
     cli.main([*TINY_CLI_RUN, "--method=jtr", "--tasks=0-1", f"--out={run_dir}"])
     imports = (

@@ -221,14 +221,16 @@ def test_serving_imports_no_ml_framework(export_dir, tmp_path):
         banned = ("keras", "tensorflow", "jax", "torch", "tf2onnx")
         loaded += sorted(m for m in sys.modules if m.split(".")[0] in banned)
         # keras_mergan itself is only the namespace: no training code. The
-        # run-folder, image-grid and logs modules are allowed: they give the
-        # task folders' names, the manifest hashes, the grid layout and the
-        # messages' handler, and import no ML framework.
+        # run-folder, image-grid, logs and usage modules are allowed: they
+        # give the task folders' names, the manifest hashes, the grid layout,
+        # the messages' handler and the one-line usage errors, and import no
+        # ML framework.
         allowed = (
             "keras_mergan.serve",
             "keras_mergan.run_folder",
             "keras_mergan.image_grid",
             "keras_mergan.logs",
+            "keras_mergan.usage",
         )
         loaded += sorted(
             m for m in sys.modules
