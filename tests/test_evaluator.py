@@ -159,3 +159,15 @@ def test_input_validation(evaluator, digits):
         evaluator.accuracy_per_class(lambda c, n: digits.x_test[:n], [10], 10)
     with pytest.raises(ValueError, match="outputs"):
         Evaluator(evaluator.classifier, ["a", "b"])
+
+
+def test_training_shows_one_bar_over_the_epochs_on_a_terminal(
+    digits, tmp_path, capsys, monkeypatch
+):
+    import sys
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    Evaluator.for_dataset(digits, cache_dir=tmp_path, epochs=2)
+    out = capsys.readouterr().out
+    assert "2/2" in out and "epoch" in out
+    assert "Epoch 1/2" not in out  # not Keras' line per epoch

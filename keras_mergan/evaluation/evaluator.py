@@ -26,6 +26,7 @@ import importlib.resources
 import logging
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -149,6 +150,17 @@ class _ShuffledBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         self._perm = self._rng.permutation(len(self.x))
+
+
+class _EpochBar(keras.callbacks.Callback):
+    """A progress bar over the evaluator's training epochs."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.bar = keras.utils.Progbar(epochs, unit_name="epoch")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.update(epoch + 1, [(k, float(v)) for k, v in (logs or {}).items()])
 
 
 class Evaluator:
@@ -338,7 +350,13 @@ class Evaluator:
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-        model.fit(data, epochs=epochs, shuffle=False, verbose=verbose)
+        # One bar over the epochs on a terminal, rather than Keras' line per
+        # epoch, when the messages are wanted (keras_mergan.logs).
+        bar = verbose == 0 and sys.stdout.isatty() and logger.isEnabledFor(logging.INFO)
+        callbacks = [_EpochBar(epochs)] if bar else []
+        model.fit(
+            data, epochs=epochs, shuffle=False, verbose=verbose, callbacks=callbacks
+        )
         return model
 
     # ------------------------------------------------------------------ #
