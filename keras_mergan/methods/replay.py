@@ -100,7 +100,8 @@ class MemoryReplayGAN(ConditionalWGANGP):
         return np.repeat(np.asarray(classes, "int32"), counts)
 
     def replay_label_tensor(self):
-        """The labels of this task's replayed batch (`replay_labels()`)."""
+        """The labels of this task's replayed batch: `replay_labels()`, or in
+        the first task the task's first class, weighed by 0."""
         return self.task_state.value("replay_labels")
 
     def old_class_count(self):
@@ -112,7 +113,7 @@ class MemoryReplayGAN(ConditionalWGANGP):
         return ops.minimum(self.old_class_count(), 1.0)
 
     def sample_replay_latent(self):
-        """z for one replayed batch, its rows matching `replay_labels()`."""
+        """z for one replayed batch, its rows matching `replay_label_tensor()`."""
         return keras.random.normal(
             (self.replay_batch, self.latent_dim), seed=self.seed_generator
         )
