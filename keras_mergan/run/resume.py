@@ -24,6 +24,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -460,14 +461,24 @@ def _load_task_checkpoint(model, run_dir: Path, number: int) -> None:
     path = model_path(run_dir, number)
     if not path.exists():
         raise CheckpointError(f"{path} is missing: cannot continue after that task")
+    # Keras warns of every container it skips before a shape mismatch fails
+    # the load; a model grown by categories always fails it, so those
+    # warnings are shown only when the load succeeds.
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings(record=True) as skipped:
+            warnings.simplefilter("always")
+            model.load_weights(path)
     except Exception as error:
         if not _grew_from(model, path):
             raise CheckpointError(
                 f"{path} is corrupt or unreadable ({type(error).__name__}: {error}); "
                 "delete that task folder to train the task again"
             ) from error
+    else:
+        for warning in skipped:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     states = read_task_metrics(run_dir, number).get("noise_states")
     variables = noise_variables(model)
     if states is not None and len(states) == len(variables):
