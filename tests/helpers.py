@@ -31,7 +31,6 @@ TINY_CLI_RUN = [
     "--latent-dim=16",
     "--eval-samples=0",
     "--checkpoint-every=0",
-    "--warmup-iterations=0",
     "--verbose=0",
 ]
 # The same run from Python: `RunConfig` fields of a run that trains for seconds.
@@ -45,8 +44,6 @@ TINY_RUN_CONFIG = dict(
     width=4,
     eval_samples=0,
     checkpoint_every=0,
-    # A warm-up longer than one iteration would be warned of in every run.
-    warmup_iterations=0,
 )
 # The option wiring is the same on every backend; under JAX, compiling each
 # fresh step takes minutes of a CPU, and the networks' training on JAX is

@@ -117,6 +117,9 @@ def test_fitting_a_finished_run_again_is_refused_and_loses_nothing(tmp_path):
         ("--tasks=3/3", "--tasks 3/3: category 3 is listed twice"),
         ("--tasks=2-0", "--tasks 2-0: the range 2-0 is empty (write 0-2, or list"),
         ("--mixing-ratio=2", "argument --mixing-ratio: mixing_ratio must be in"),
+        ("--iters-per-task=lots", "argument --iters-per-task: --iters-per-task must"),
+        # The tiny run scores nothing (--eval-samples 0).
+        ("--iters-per-task=auto", "--iters-per-task auto needs the evaluator's"),
     ],
 )
 def test_bad_options_get_one_short_line(tmp_path, capsys, argument, message):

@@ -60,11 +60,11 @@ def read_accuracy_curve(run_dir: str | os.PathLike) -> list[dict]:
     """
     run_dir = Path(run_dir)
     points = {}
+    ends = task_end_iterations(run_dir)
     for number in finished_tasks(run_dir):
         metrics = read_task_metrics(run_dir, number)
-        iteration = number * metrics["iterations"]
         for label, accuracy in metrics.get("accuracy", {}).items():
-            points[iteration, int(label)] = (number, float(accuracy))
+            points[ends[number], int(label)] = (number, float(accuracy))
     for row in read_curve_rows(run_dir / ACCURACY_CURVE):
         key = int(row["iteration"]), int(row["class"])
         points[key] = (int(row["task"]), float(row["accuracy"]))
@@ -72,6 +72,19 @@ def read_accuracy_curve(run_dir: str | os.PathLike) -> list[dict]:
         {"iteration": i, "task": task, "class": label, "accuracy": accuracy}
         for (i, label), (task, accuracy) in sorted(points.items())
     ]
+
+
+def task_end_iterations(run_dir: str | os.PathLike) -> dict[int, int]:
+    """The iteration of the whole run at which each finished task ended.
+
+    Tasks may differ in length (an adaptive budget), so this adds up the
+    iterations each one used.
+    """
+    ends, total = {}, 0
+    for number in finished_tasks(run_dir):
+        total += int(read_task_metrics(run_dir, number)["iterations"])
+        ends[number] = total
+    return ends
 
 
 def read_curve_rows(path: Path) -> list[dict]:

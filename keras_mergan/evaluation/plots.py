@@ -27,7 +27,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from keras_mergan.data import ImageDataset
-from keras_mergan.evaluation.accuracy import class_sampler, read_accuracy_curve
+from keras_mergan.evaluation.accuracy import (
+    class_sampler,
+    read_accuracy_curve,
+    task_end_iterations,
+)
 from keras_mergan.evaluation.continual import AccuracyMatrix
 from keras_mergan.evaluation.evaluator import Evaluator
 from keras_mergan.evaluation.run_scores import load_run
@@ -100,10 +104,10 @@ def plot_forgetting_curves(
             color=f"C{index % 10}",
             label=_class_name(info, label),
         )
-    steps = info.iters_per_task
-    if steps:
-        for boundary in range(1, info.num_tasks):
-            axes.axvline(boundary * steps, color="grey", linestyle=":", linewidth=1)
+    ends = task_end_iterations(run_dir)
+    for number in range(1, info.num_tasks):
+        if number in ends:
+            axes.axvline(ends[number], color="grey", linestyle=":", linewidth=1)
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.set_xlabel("iteration")
     axes.set_ylabel("evaluator accuracy (%)")

@@ -14,6 +14,7 @@ from pathlib import Path
 from keras_mergan.backend.precision import PRECISIONS
 from keras_mergan.methods import METHODS, paper
 from keras_mergan.methods.mixing import BALANCED, checked_mixing_ratio
+from keras_mergan.run.plateau import AUTO_BUDGET, PlateauRule, checked_budget
 from keras_mergan.run.presets import AUTO, DEFAULT_PRESET, PRESETS, resolve_preset
 from keras_mergan.run_folder import RUN_INFO, read_run_info
 
@@ -74,8 +75,20 @@ class RunConfig:
         "every category, --classes-per-task at a time)",
     )
     classes_per_task: int = _option(1, "categories per task when --tasks has no '/'")
-    iters_per_task: int | None = _option(
-        None, "training iterations (n_critic critic + 1 generator updates) per task"
+    iters_per_task: int | str | None = _option(
+        None,
+        "training iterations (n_critic critic + 1 generator updates) per task, "
+        f"or '{AUTO_BUDGET}': each task trains until its categories are learned "
+        "(evaluator scores every 50 iterations, stopped on a plateau; needs "
+        "--eval-samples > 0)",
+        type=checked_budget,
+    )
+    max_iters_per_task: int = _option(
+        paper.ITERS_PER_TASK,
+        f"--iters-per-task {AUTO_BUDGET}: the most iterations a task may train",
+    )
+    min_iters_per_task: int = _option(
+        200, f"--iters-per-task {AUTO_BUDGET}: the least iterations a task trains"
     )
     batch_size: int = _option(64, "real images per critic update")
     n_critic: int = _option(5, "critic updates per generator update (WGAN-GP)")
@@ -200,6 +213,7 @@ class RunConfig:
             raise ValueError(
                 f"preset must be one of {[AUTO, *PRESETS]}, got {self.preset!r}"
             )
+        object.__setattr__(self, "iters_per_task", checked_budget(self.iters_per_task))
         object.__setattr__(
             self, "preset", resolve_preset(self.preset, self.iters_per_task)
         )
@@ -227,8 +241,17 @@ class RunConfig:
             raise ValueError(f"{flags}: not an option of --method {self.method}")
 
     def _validate(self) -> None:
+        if self.iters_per_task == AUTO_BUDGET:
+            if self.eval_samples < 1:
+                raise ValueError(
+                    f"--iters-per-task {AUTO_BUDGET} needs the evaluator's scores: "
+                    "--eval-samples must be > 0"
+                )
+            self.budget_rule()
         checks = {
             "iters_per_task": 1,
+            "max_iters_per_task": 1,
+            "min_iters_per_task": 1,
             "batch_size": 1,
             "n_critic": 1,
             "latent_dim": 1,
@@ -246,7 +269,7 @@ class RunConfig:
         }
         for name, least in checks.items():
             value = getattr(self, name)
-            if value is not None and value < least:
+            if isinstance(value, int) and value < least:
                 raise ValueError(f"{_flag(name)} must be >= {least}, got {value}")
         for name in ("lambda_gp", "lambda_cls", "lambda_ra", "lambda_ewc"):
             value = getattr(self, name)
@@ -280,6 +303,25 @@ class RunConfig:
             raise ValueError(
                 f"--precision must be one of {PRECISIONS}, got {self.precision!r}"
             )
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether each task trains until its categories are learned."""
+        return self.iters_per_task == AUTO_BUDGET
+
+    @property
+    def steps_per_task(self) -> int:
+        """Iterations a task may train: the fixed budget, or the adaptive cap."""
+        return self.max_iters_per_task if self.adaptive else self.iters_per_task
+
+    def budget_rule(self) -> PlateauRule | None:
+        """The stopping rule of an adaptive budget; None for a fixed one."""
+        if not self.adaptive:
+            return None
+        return PlateauRule(
+            min_iterations=self.min_iters_per_task,
+            max_iterations=self.max_iters_per_task,
+        )
 
     def method_options(self) -> dict:
         """Keyword arguments of the method's model class, beside its networks."""

@@ -126,7 +126,7 @@ PRESETS = MappingProxyType(
 )
 
 
-def resolve_preset(name: str, iters_per_task: int | None) -> str:
+def resolve_preset(name: str, iters_per_task: int | str | None) -> str:
     """The preset a run uses: `name`, or for `"auto"` the one for its budget.
 
     Example:
@@ -135,11 +135,16 @@ def resolve_preset(name: str, iters_per_task: int | None) -> str:
     ('short', 'fast')
     >>> resolve_preset("auto", None), resolve_preset("auto", 4000)
     ('paper', 'paper')
-    >>> resolve_preset("paper", 300)
-    'paper'
+    >>> resolve_preset("paper", 300), resolve_preset("auto", "auto")
+    ('paper', 'fast')
     """
     if name != AUTO:
         return name
+    if iters_per_task == "auto":
+        # A budget that stops on a plateau pays for a slow learning rate in
+        # iterations: fast's settings (warm-up, balanced replay) learn a
+        # task in fewer.
+        return "fast"
     if iters_per_task is None:
         return "paper"
     if iters_per_task < PRESETS["fast"].values["iters_per_task"]:

@@ -85,6 +85,7 @@ class TaskProgress(keras.callbacks.Callback):
         self.log = log or logger.info
         self._bar = None
         self._offset = 0
+        self._iteration = 0
         self._started = 0.0
         self._compile_started = 0.0
 
@@ -128,6 +129,7 @@ class TaskProgress(keras.callbacks.Callback):
             self.log(f"  compiled; first iteration done in {seconds:.0f} s")
             self._compile_started = 0.0
         iteration = self._offset + batch + 1
+        self._iteration = iteration
         values = [(k, float(v)) for k, v in (logs or {}).items()]
         if self._bar is None and self._out().isatty():
             # Keras' logs are running means already: shown as they are.
@@ -148,11 +150,20 @@ class TaskProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self._bar is not None:
-            self._bar.update(self.stream.steps_per_task, finalize=True)
+            # An adaptive task ends before its cap.
+            self._bar.target = self._iteration
+            self._bar.update(self._iteration, finalize=True)
         line = f"{self._task(epoch)} done in {time.time() - self._started:.0f} s"
         accuracy = (
             None if self.run_dir is None else task_accuracy(self.run_dir, epoch + 1)
         )
+        budget = (
+            None
+            if self.run_dir is None
+            else read_task_metrics(self.run_dir, epoch + 1).get("budget")
+        )
+        if budget:
+            self.log(f"{self._task(epoch)}: {budget['summary']}")
         if accuracy:
             cells = ", ".join(
                 f"{self.class_names[int(c)]} {100 * a:.1f}%"

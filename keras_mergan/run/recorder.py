@@ -25,6 +25,7 @@ from keras_mergan.run_folder import (
     METRICS_TABLE,
     MODEL_FILE,
     atomic_open,
+    read_task_metrics,
     save_model,
     task_dir,
     write_json,
@@ -74,6 +75,9 @@ class RunRecorder(keras.callbacks.Callback):
         seed: seed of the grid's fixed z and of the evaluation samples.
         eval_every: iterations between two evaluations inside a task (0:
             only at task ends); needs an evaluator.
+        budget: the run's `AdaptiveBudget`, whose report (why the task
+            stopped, its checks) goes into `metrics.json`; None for a fixed
+            budget.
 
     Example:
 
@@ -91,6 +95,7 @@ class RunRecorder(keras.callbacks.Callback):
         grid_columns: int = 8,
         seed: int = 0,
         eval_every: int = 0,
+        budget=None,
     ):
         super().__init__()
         if eval_every < 0:
@@ -105,6 +110,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.grid_columns = grid_columns
         self.seed = seed
         self.eval_every = int(eval_every)
+        self.budget = budget
 
     def on_train_begin(self, logs=None):
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -125,14 +131,20 @@ class RunRecorder(keras.callbacks.Callback):
         self._steps_before = self.stream.steps_per_task - self.params.get(
             "steps", self.stream.steps_per_task
         )
+        self._steps_done = self._steps_before
+        # Tasks may differ in length (an adaptive budget): the curve counts
+        # the iterations the earlier tasks used.
+        self._iterations_before = sum(
+            read_task_metrics(self.run_dir, number)["iterations"]
+            for number in range(1, epoch + 1)
+        )
         if self._first_epoch:
             self._first_epoch = False
-            self._drop_curve_after(
-                epoch * self.stream.steps_per_task + self._steps_before
-            )
+            self._drop_curve_after(self._iterations_before + self._steps_before)
 
     def on_train_batch_end(self, batch, logs=None):
         step = self._steps_before + batch + 1
+        self._steps_done = step
         if (
             self.eval_every
             and step % self.eval_every == 0
@@ -154,10 +166,14 @@ class RunRecorder(keras.callbacks.Callback):
             "seen_classes": seen,
             # The names of the classes by index, as the run knows them.
             "categories": {str(c): self.run_info.class_names[c] for c in seen},
-            "iterations": self.stream.steps_per_task,
+            "iterations": self._steps_done,
+            "stop_reason": "fixed",
             "seconds": round(time.time() - self._started, 2),
             "losses": {k: float(v) for k, v in (logs or {}).items()},
         }
+        if self.budget is not None:
+            metrics["budget"] = self.budget.report()
+            metrics["stop_reason"] = metrics["budget"]["stop_reason"]
         if self.evaluator is not None:
             scored = self._scored(seen)
             accuracy, confident = generated_scores(
@@ -177,7 +193,7 @@ class RunRecorder(keras.callbacks.Callback):
             metrics["mean_confident_share"] = float(np.mean(list(confident.values())))
             metrics["confidence_threshold"] = CONFIDENCE_THRESHOLD
             if self.eval_every:
-                self._append_curve(self.stream.steps_per_task, accuracy)
+                self._append_curve(self._steps_done, accuracy)
         # `gan.keras` leaves random-number states out; a run continued from
         # this task (extended later) draws the same noise as one that went on.
         metrics["noise_states"] = noise_states(self.model)
@@ -224,21 +240,30 @@ class RunRecorder(keras.callbacks.Callback):
 
     def _append_csv(self, metrics):
         path = self.run_dir / METRICS_TABLE
-        row = {k: metrics[k] for k in ("task", "iterations", "seconds")}
+        row = {k: metrics[k] for k in ("task", "iterations", "stop_reason", "seconds")}
         row["seen_classes"] = " ".join(map(str, metrics["seen_classes"]))
         row["mean_accuracy"] = metrics.get("mean_accuracy", "")
         row["mean_confident_share"] = metrics.get("mean_confident_share", "")
         row.update(metrics["losses"])
-        new = not path.exists()
+        rows = read_curve_rows(path)
+        if rows and list(rows[0]) != list(row):
+            # A run extended by a newer version, or whose losses differ:
+            # the file is rewritten with every column.
+            fields = list(dict.fromkeys([*rows[0], *row]))
+            with atomic_open(path, newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fields, restval="")
+                writer.writeheader()
+                writer.writerows([*rows, row])
+            return
         with open(path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
+            if not rows:
                 writer.writeheader()
             writer.writerow(row)
 
     def _append_curve(self, step: int, accuracy: dict[int, float]) -> None:
         path = self.run_dir / ACCURACY_CURVE
-        iteration = self._task * self.stream.steps_per_task + step
+        iteration = self._iterations_before + step
         new = not path.exists()
         with open(path, "a", newline="") as f:
             writer = csv.writer(f)

@@ -35,6 +35,7 @@ import numpy as np
 from keras_mergan.data.tasks import TaskSequence, TaskStream
 from keras_mergan.logs import warn
 from keras_mergan.methods.growth import grow_categories
+from keras_mergan.run.budget import AdaptiveBudget, ended_by_budget
 from keras_mergan.run.recorder import noise_variables
 from keras_mergan.run_folder import (
     CHECKPOINT_FOLDER,
@@ -117,9 +118,7 @@ def where_it_stopped(run_dir: str | os.PathLike) -> str:
     done = len(finished_tasks(run_dir))
     words = f"{done} finished task{'s' if done != 1 else ''}"
     try:
-        manifest = json.loads(
-            (run_dir / CHECKPOINT_FOLDER / MANIFEST_NAME).read_text()
-        )
+        manifest = json.loads((run_dir / CHECKPOINT_FOLDER / MANIFEST_NAME).read_text())
         task, step = manifest["task"], manifest["step"]
         steps = manifest["steps_per_task"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -273,30 +272,25 @@ def fit_tasks(
         elif start.task > 0:
             _load_task_checkpoint(model, run_dir, start.task)
         checkpoint = TrainingCheckpoint(folder, stream, checkpoint_every, start)
-        task = start.task
-        if start.step:
-            part = stream.starting_at(task, start.step)
+        adaptive = any(isinstance(c, AdaptiveBudget) for c in callbacks)
+        task, step = start.task, start.step
+        while task < stream.num_tasks:
+            # An adaptive task ends by stopping its fit, so each task gets one;
+            # so does a task resumed part-way, whose epoch is shorter.
+            last = task + 1 if adaptive or step else stream.num_tasks
+            part = stream.starting_at(task, step)
             model.fit(
                 part,
                 initial_epoch=task,
-                epochs=task + 1,
-                steps_per_epoch=stream.steps_per_task - start.step,
+                epochs=last,
+                steps_per_epoch=stream.steps_per_task - step,
                 callbacks=[TaskSequence(part), *callbacks, checkpoint],
                 shuffle=False,
                 verbose=verbose,
             )
-            task += 1
-        if task < stream.num_tasks:
-            rest = stream.starting_at(task)
-            model.fit(
-                rest,
-                initial_epoch=task,
-                epochs=stream.num_tasks,
-                steps_per_epoch=stream.steps_per_task,
-                callbacks=[TaskSequence(rest), *callbacks, checkpoint],
-                shuffle=False,
-                verbose=verbose,
-            )
+            if model.stop_training and not ended_by_budget(model):
+                break
+            task, step = last, 0
     else:
         # A run stopped after its last task folder, before the cleanup.
         shutil.rmtree(folder, ignore_errors=True)
@@ -358,8 +352,10 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             self._stop(
                 done, "loss (" + ", ".join(f"{k}={v}" for k, v in bad.items()) + ")"
             )
-        if done == self.stream.steps_per_task:
+        if done == self.stream.steps_per_task or self.model.stop_training:
             # The task's files are written next: never from non-finite weights.
+            # (A task stopped by the adaptive budget is saved as ended, never
+            # as part-way at its last step.)
             self._state_arrays(done)
         elif self.every and done % self.every == 0:
             self._save(self._task, done)
@@ -375,7 +371,14 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         # A callback that stops training (EarlyStopping counts epochs, so
         # tasks) ends the task sequence early, which no error says.
         done = self._task + 1
-        if self.model.stop_training and done < self.stream.num_tasks:
+        if ended_by_budget(self.model) and done < self.stream.num_tasks:
+            if self.params.get("epochs", done) > done:
+                warn(
+                    f"the adaptive budget ended task {done} and with it this fit "
+                    "(a task ends by stopping its fit): fit_tasks, or "
+                    "PreparedRun.fit, fits the tasks one after another"
+                )
+        elif self.model.stop_training and done < self.stream.num_tasks:
             warn(
                 f"a callback stopped training after task {done} of "
                 f"{self.stream.num_tasks} (an epoch is a task: EarlyStopping "

@@ -32,6 +32,7 @@ from keras_mergan.models import (
     build_resnet_critic,
     build_resnet_generator,
 )
+from keras_mergan.run.budget import AdaptiveBudget
 from keras_mergan.run.callbacks import (
     ReportContext,
     RunRecorder,
@@ -118,16 +119,8 @@ def train_run(
                 f"Resuming at {start.describe(stream.steps_per_task)} "
                 f"({start.completed_tasks} finished tasks kept)"
             )
-        fit_tasks(
-            run.model,
-            run.stream,
-            run.run_dir,
-            run.callbacks,
-            start=run.start,
-            checkpoint_every=config.checkpoint_every,
-            # Progress is the run's TaskProgress callback, in tasks.
-            verbose=0,
-        )
+        # Progress is the run's TaskProgress callback, in tasks.
+        run.fit(verbose=0)
     log(accuracy_summary(run.run_dir))
     return run.run_dir
 
@@ -153,6 +146,25 @@ class PreparedRun:
     stream: TaskStream
     callbacks: list[keras.callbacks.Callback]
     start: ResumePoint
+
+    def fit(self, verbose: int | str = 0) -> ResumePoint:
+        """Trains every task into the run folder (`fit_tasks`): one
+        `model.fit` over the tasks, or one per task with an adaptive budget
+        (a task ends by stopping its fit) or after a resume part-way.
+
+        Example:
+
+        >>> # prepare_run(RunConfig(method="jtr", iters_per_task="auto")).fit()
+        """
+        return fit_tasks(
+            self.model,
+            self.stream,
+            self.run_dir,
+            self.callbacks,
+            start=self.start,
+            checkpoint_every=self.config.checkpoint_every,
+            verbose=verbose,
+        )
 
     def fit_callbacks(self) -> list[keras.callbacks.Callback]:
         """Every callback of a fresh run's `model.fit`, in order.
@@ -225,7 +237,7 @@ def prepare_run(
         log(
             f"Training {config.method} ({config.preset} preset) on "
             f"{data.dataset.name}: {len(data.tasks)} tasks x "
-            f"{config.iters_per_task} iterations, backend "
+            f"{_budget_words(config)}, backend "
             f"{keras.config.backend()} in {precision}, writing to {run_dir}"
         )
     return PreparedRun(config, run_dir, gan, data.stream, callbacks, start)
@@ -305,7 +317,7 @@ def load_run_data(
         dataset.x_train,
         dataset.y_train,
         training_tasks,
-        steps_per_task=config.iters_per_task,
+        steps_per_task=config.steps_per_task,
         batch_size=config.batch_size,
         n_critic=config.n_critic,
         seed=config.seed,
@@ -335,10 +347,11 @@ def build_model(config: RunConfig, dataset: ImageDataset) -> tuple[keras.Model, 
             *build_networks(config, dataset), **config.method_options()
         )
     warmup = config.warmup_iterations
-    if warmup and warmup >= config.iters_per_task:
+    shortest = config.min_iters_per_task if config.adaptive else config.iters_per_task
+    if warmup and warmup >= shortest:
         logging.getLogger(__name__).warning(
             f"the learning-rate warm-up ({warmup} iterations) is at least the "
-            f"budget per task ({config.iters_per_task}): every task trains "
+            f"budget per task ({shortest}): every task trains "
             "below the set learning rate throughout, the warm-up restarting with "
             "each task's fresh optimizers (--warmup-iterations 0 "
             "turns it off)"
@@ -409,7 +422,27 @@ def run_callbacks(
         evaluator = run_evaluator(data, info, log)
         if evaluator is not None and evaluator.cache_path:
             info = dataclasses.replace(info, evaluator=str(evaluator.cache_path))
+    budget = None
+    if config.adaptive and start.task < stream.num_tasks:
+        if evaluator is None:
+            raise ValueError(
+                f"--iters-per-task {config.iters_per_task} needs an evaluator that "
+                "knows the run's categories, and this run has none (--evaluator "
+                "names one)"
+            )
+        budget = AdaptiveBudget(
+            stream,
+            evaluator,
+            config.budget_rule(),
+            dataset.class_names,
+            conditional=method.conditional,
+            run_dir=run_dir,
+            start_task=start.task,
+            start_step=start.step,
+            seed=config.seed,
+        )
     callbacks = [
+        *([budget] if budget else []),
         RunRecorder(
             run_dir,
             stream,
@@ -418,12 +451,20 @@ def run_callbacks(
             config.eval_samples,
             seed=config.seed,
             eval_every=config.eval_every,
-        )
+            budget=budget,
+        ),
     ]
     if verbose:
         callbacks.append(
             TaskProgress(
-                stream, dataset.class_names, run_dir, start.task, start.step, log=log
+                stream,
+                dataset.class_names,
+                run_dir,
+                start.task,
+                start.step,
+                # An adaptive task may end after a few hundred iterations.
+                every=budget.rule.check_every * 2 if budget else None,
+                log=log,
             )
         )
     context = ReportContext(
@@ -468,6 +509,15 @@ def run_evaluator(
             "for every later run on this data)..."
         )
     return Evaluator.for_dataset(data.dataset)
+
+
+def _budget_words(config: RunConfig) -> str:
+    if config.adaptive:
+        return (
+            f"{config.min_iters_per_task}-{config.max_iters_per_task} iterations "
+            "(each until learned)"
+        )
+    return f"{config.iters_per_task} iterations"
 
 
 def _messages(verbose: int) -> Callable[[str], None]:
