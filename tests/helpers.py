@@ -4,6 +4,7 @@ Fixtures live in `conftest.py`; everything a test imports is here.
 """
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import keras
@@ -147,7 +148,13 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def load_benchmark(name: str):
-    """The script `benchmarks/<name>.py` as a module (benchmarks are no package)."""
+    """The script `benchmarks/<name>.py` as a module (benchmarks are no package).
+
+    A benchmark imports another's helpers by module name, as a script run
+    from `benchmarks/` can: the folder goes on the import path.
+    """
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.append(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
