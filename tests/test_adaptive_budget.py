@@ -32,6 +32,7 @@ def _scripted_scores(monkeypatch, new, old):
         step = len(self.checks) * self.rule.check_every + self.rule.check_every
         result = {
             "new_score": new(step),
+            "new_learned": new(step),
             "new_accuracy": {str(c): new(step) for c in self._new_classes()},
         }
         if self._old_classes():
@@ -53,32 +54,39 @@ def _train(config, run_dir, *callbacks):
 
 
 @wiring_test
-def test_a_task_stops_on_a_plateau_and_the_run_records_why(tmp_path, monkeypatch):
+def test_a_task_stops_once_learned_and_the_run_records_why(tmp_path, monkeypatch):
     _scripted_scores(monkeypatch, new=lambda step: 0.95, old=lambda step: 0.9)
     _train(AUTO_RUN, tmp_path)
-    # Five equal checks (50..250): the last four gained nothing over the first.
+    # Learned from the first check; the minimum (100) holds it until then.
     for number in (1, 2):
         metrics = _metrics(tmp_path, number)
-        assert (metrics["iterations"], metrics["stop_reason"]) == (250, "plateau")
-        assert [c["iteration"] for c in metrics["budget"]["checks"]] == [
-            50,
-            100,
-            150,
-            200,
-            250,
-        ]
+        assert (metrics["iterations"], metrics["stop_reason"]) == (100, "learned")
+        assert [c["iteration"] for c in metrics["budget"]["checks"]] == [50, 100]
     budget = _metrics(tmp_path, 2)["budget"]
     assert budget["summary"] == (
-        "stopped at 250 iterations: 1 learned (95%), old categories steady"
+        "stopped at 100 iterations: 1 learned (95%), old categories steady"
     )
     assert (budget["rule"]["min_iterations"], budget["rule"]["patience"]) == (100, 4)
     with open(tmp_path / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["iterations"], r["stop_reason"]) for r in rows] == [
-        ("250", "plateau"),
-        ("250", "plateau"),
+        ("100", "learned"),
+        ("100", "learned"),
     ]
     assert not (tmp_path / CHECKPOINT_FOLDER).exists()
+
+
+@wiring_test
+def test_a_task_below_learned_stops_on_a_plateau(tmp_path, monkeypatch):
+    _scripted_scores(monkeypatch, new=lambda step: 0.7, old=lambda step: 0.9)
+    _train(AUTO_RUN, tmp_path)
+    # Five equal checks (50..250): the last four gained nothing over the first.
+    for number in (1, 2):
+        metrics = _metrics(tmp_path, number)
+        assert (metrics["iterations"], metrics["stop_reason"]) == (250, "plateau")
+    assert _metrics(tmp_path, 2)["budget"]["summary"] == (
+        "stopped at 250 iterations, on a plateau: 1 at 70%, old categories steady"
+    )
 
 
 @wiring_test
@@ -94,21 +102,22 @@ def test_rising_scores_train_to_the_cap(tmp_path, monkeypatch):
 
 @wiring_test
 def test_falling_old_categories_keep_the_task_training(tmp_path, monkeypatch):
-    # The new category is flat from the start; the old one falls 3 points a check.
+    # The new category is learned at once; the old one falls 5 points a check.
     _scripted_scores(
-        monkeypatch, new=lambda step: 0.95, old=lambda step: 1 - 0.03 * step / 50
+        monkeypatch, new=lambda step: 0.95, old=lambda step: 1 - 0.05 * step / 50
     )
     _train(AUTO_RUN, tmp_path)
-    assert _metrics(tmp_path, 1)["iterations"] == 250
+    assert _metrics(tmp_path, 1)["iterations"] == 100
     second = _metrics(tmp_path, 2)
     assert (second["iterations"], second["stop_reason"]) == (400, "cap")
-    assert second["budget"]["summary"].endswith(
-        "no longer rising, old categories falling"
+    assert second["budget"]["summary"] == (
+        "reached the 400-iteration cap: 1 learned (95%), no longer rising, "
+        "old categories falling"
     )
 
 
 @wiring_test
-def test_the_minimum_holds_a_task_that_plateaus_early(tmp_path, monkeypatch):
+def test_the_minimum_holds_a_task_learned_early(tmp_path, monkeypatch):
     _scripted_scores(monkeypatch, new=lambda step: 0.95, old=lambda step: 0.9)
     _train({**AUTO_RUN, "tasks": "0", "min_iters_per_task": 320}, tmp_path)
     assert _metrics(tmp_path, 1)["iterations"] == 350
@@ -116,7 +125,7 @@ def test_the_minimum_holds_a_task_that_plateaus_early(tmp_path, monkeypatch):
 
 @wiring_test
 def test_the_forgetting_curve_counts_the_iterations_tasks_used(tmp_path, monkeypatch):
-    _scripted_scores(monkeypatch, new=lambda step: 0.95, old=lambda step: 0.9)
+    _scripted_scores(monkeypatch, new=lambda step: 0.7, old=lambda step: 0.9)
     _train({**AUTO_RUN, "eval_every": 100}, tmp_path)
     iterations = sorted({row["iteration"] for row in read_accuracy_curve(tmp_path)})
     # Task 1: 100, 200, its end at 250; task 2 from 250: 350, 450, end 500.
@@ -170,7 +179,7 @@ def test_a_task_added_later_uses_the_same_rule(tmp_path, monkeypatch):
     _train({**AUTO_RUN, "tasks": "0"}, tmp_path)
     assert cli.main(["train", f"--out={tmp_path}", "--add-tasks=1", "--verbose=0"]) == 0
     added = _metrics(tmp_path, 2)
-    assert (added["iterations"], added["stop_reason"]) == (250, "plateau")
+    assert (added["iterations"], added["stop_reason"]) == (100, "learned")
 
 
 def test_auto_takes_fast_settings_and_its_cap_as_the_task_length():
@@ -181,4 +190,3 @@ def test_auto_takes_fast_settings_and_its_cap_as_the_task_length():
         100,
     )
     assert RunConfig(method="jtr", iters_per_task="300").steps_per_task == 300
-

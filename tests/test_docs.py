@@ -98,6 +98,13 @@ SHRINK = [
     ),
     (
         "docs/getting-started.md",
+        "--max-iters-per-task 1000",
+        "--max-iters-per-task 60 --min-iters-per-task 50 --n-critic 1 "
+        "--eval-samples 20",
+        "an adaptive task trains for minutes; 60 iterations still make one check",
+    ),
+    (
+        "docs/getting-started.md",
         "steps, n_critic = 300, 5",
         "steps, n_critic = 2, 1",
         "the lower-level loop trains in seconds",

@@ -17,9 +17,11 @@ with the run's evaluator, using only what a deployment has at hand:
   never read.
 
 The rule (`keras_mergan.run.plateau.PlateauRule`): after `min_iterations`,
-a task stops when no signal of the new categories has improved by
-`min_delta` over its best for `patience` checks, and the old categories'
-score has not fallen by more than `old_tolerance` over those checks.
+while the old categories' score has not fallen by more than
+`old_tolerance` over the last `patience` checks, a task stops when its new
+categories are learned (accuracy and confident share both at least
+`learned`), or when no signal of theirs has improved by `min_delta` over
+its best for `patience` checks (a plateau below that).
 Values are the mean of the last two checks, so that one lucky sample does
 not set the bar. Whatever happens, a task ends at `max_iterations`.
 
@@ -50,8 +52,6 @@ from keras_mergan.sampling import fixed_latents
 
 #: The history of the checks in the current task, beside the training state.
 BUDGET_STATE = "budget.json"
-#: A new category's accuracy from which the summary calls it learned.
-LEARNED_ACCURACY = 0.9
 
 # Tasks a callback of this module ended, by model: told apart from another
 # callback's stop (which ends the task sequence).
@@ -138,6 +138,7 @@ class AdaptiveBudget(keras.callbacks.Callback):
             "steps", self.stream.steps_per_task
         )
         self._stopped_at = 0
+        self._reason = "cap"
         self._started = time.time()
         self._check_seconds = 0.0
         self._real_features = {}
@@ -151,8 +152,9 @@ class AdaptiveBudget(keras.callbacks.Callback):
         self.checks.append({"iteration": step, **self._scores()})
         self._check_seconds += time.time() - started
         self._save_checks()
-        if step >= self.rule.min_iterations and self._plateau():
-            self._stopped_at = step
+        reason = self._stop_reason()
+        if step >= self.rule.min_iterations and reason:
+            self._stopped_at, self._reason = step, reason
             _ended_by_budget[self.model] = True
             self.model.stop_training = True
 
@@ -161,7 +163,7 @@ class AdaptiveBudget(keras.callbacks.Callback):
     def report(self) -> dict:
         """What `metrics.json` records of the task that just ended."""
         iterations = self._stopped_at or self.stream.steps_per_task
-        reason = "plateau" if self._stopped_at else "cap"
+        reason = self._reason
         elapsed = max(time.time() - self._started, 1e-9)
         return {
             "stop_reason": reason,
@@ -178,16 +180,19 @@ class AdaptiveBudget(keras.callbacks.Callback):
         cells = []
         for c in new:
             accuracy = last.get("new_accuracy", {}).get(str(c))
+            confident = last.get("new_confident", {}).get(str(c), accuracy)
             name = self.class_names[c]
             if accuracy is None:
                 cells.append(name)
-            elif reason == "plateau" and accuracy >= LEARNED_ACCURACY:
+            elif min(accuracy, confident) >= self.rule.learned:
                 cells.append(f"{name} learned ({100 * accuracy:.0f}%)")
             else:
                 cells.append(f"{name} at {100 * accuracy:.0f}%")
         learned = ", ".join(cells) or "no new category"
-        if reason == "plateau":
+        if reason == "learned":
             line = f"stopped at {iterations} iterations: {learned}"
+        elif reason == "plateau":
+            line = f"stopped at {iterations} iterations, on a plateau: {learned}"
         else:
             trend = "still rising" if self._rising() else "no longer rising"
             line = f"reached the {iterations}-iteration cap: {learned}, {trend}"
@@ -222,13 +227,27 @@ class AdaptiveBudget(keras.callbacks.Callback):
 
     def _old_steady(self) -> bool:
         values = self._series("old_score")
-        window = self.rule.patience
-        if len(values) <= window:
+        if not values:
             return True
-        return values[-1] >= values[-1 - window] - self.rule.old_tolerance
+        # Against the check a patience window ago, or the task's first one.
+        earlier = values[max(0, len(values) - 1 - self.rule.patience)]
+        return values[-1] >= earlier - self.rule.old_tolerance
 
-    def _plateau(self) -> bool:
-        return bool(self._new_signals()) and not self._rising() and self._old_steady()
+    def _learned(self) -> bool:
+        values = self._series("new_learned")
+        # Categories scored by KID alone have no threshold: they plateau.
+        unknown_rising = bool(self._series("new_kid_score")) and (
+            self._improved_lately("new_kid_score")
+        )
+        return bool(values) and values[-1] >= self.rule.learned and not unknown_rising
+
+    def _stop_reason(self) -> str | None:
+        """ "learned" or "plateau" when the task should stop now, else None."""
+        if not self._old_steady() or not self._new_signals():
+            return None
+        if self._learned():
+            return "learned"
+        return None if self._rising() else "plateau"
 
     # -- the checks ----------------------------------------------------------
 
@@ -254,6 +273,9 @@ class AdaptiveBudget(keras.callbacks.Callback):
             scores["new_confident"] = {str(c): confident[c] for c in new_known}
             scores["new_score"] = float(
                 np.mean([(accuracy[c] + confident[c]) / 2 for c in new_known])
+            )
+            scores["new_learned"] = min(
+                min(accuracy[c], confident[c]) for c in new_known
             )
         unknown = [c for c in new if c >= known]
         if unknown:
@@ -314,6 +336,7 @@ class AdaptiveBudget(keras.callbacks.Callback):
                 str(c): s for c, s in zip(new_known, shares, strict=True)
             }
             scores["new_score"] = float(np.mean(shares))
+            scores["new_learned"] = min(shares)
         if old:
             scores["old_score"] = float(np.mean(share(old)))
         scores["seen_class_fraction"] = class_distribution(

@@ -25,6 +25,10 @@ class PlateauRule:
             [0, 1]; `-log(KID)` for categories the evaluator does not know).
         old_tolerance: how far the old categories' score may fall over the
             patience window for them to count as steady.
+        learned: a new category is learned when the evaluator's accuracy
+            and confident share of its samples both reach this; a task whose
+            new categories are all learned stops without waiting for a
+            plateau.
 
     Example:
 
@@ -41,6 +45,7 @@ class PlateauRule:
     patience: int = 4
     min_delta: float = 0.01
     old_tolerance: float = 0.02
+    learned: float = 0.9
 
     def __post_init__(self):
         if not 1 <= self.min_iterations <= self.max_iterations:
