@@ -271,15 +271,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         config = run_config(args) if args.command == "train" else None
         if config is not None:
             check_out_folder(args.out or default_run_dir(config))
-        _start_backend(
-            getattr(args, "verbose", 1),
-            # Training loads TensorFlow wherever it is installed, whatever the
-            # backend: keras.utils.set_random_seed seeds it too, and
-            # TensorBoard's summaries are TensorFlow's. Loaded here, its
-            # start-up lines are hidden.
-            with_tensorflow=config is not None
-            and importlib.util.find_spec("tensorflow") is not None,
-        )
+        _start_backend(getattr(args, "verbose", 1))
         if config is not None:
             from keras_mergan.run.training import train_run
 
@@ -328,15 +320,16 @@ def _show_replay_warnings_plainly() -> None:
     warnings.showwarning = show
 
 
-def _start_backend(verbose: int, with_tensorflow: bool = False) -> None:
+def _start_backend(verbose: int) -> None:
     # TensorFlow's C++ start-up messages (oneDNN, CPU features, absl) are
     # written to the process's stderr as its libraries load, before any
-    # logging setting applies; only hiding the file descriptor meanwhile
+    # logging setting applies (twice over: its profiler's library carries a
+    # second copy of them); only hiding the file descriptor meanwhile
     # silences them. `--verbose 2` shows them.
     if verbose < 2:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        # TensorFlow's Python warnings are its own hints (a tf.function of
-        # Keras' predict retraced for a new batch size), not the run's.
+        # TensorFlow's Python warnings are its own hints (about its
+        # tf.functions, say), not the run's.
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
     sys.stderr.flush()
     saved = os.dup(2)
@@ -346,7 +339,12 @@ def _start_backend(verbose: int, with_tensorflow: bool = False) -> None:
                 os.dup2(devnull.fileno(), 2)
         import keras  # noqa: F401
 
-        if with_tensorflow:
+        # Keras loads TensorFlow wherever it is installed, whatever the
+        # backend: keras.utils.set_random_seed seeds it, its serialization
+        # (saving, loading, cloning a model) checks for TensorFlow's types,
+        # and TensorBoard's summaries are TensorFlow's. Loaded here, its
+        # start-up lines are hidden.
+        if importlib.util.find_spec("tensorflow") is not None:
             import tensorflow  # noqa: F401
     finally:
         os.dup2(saved, 2)

@@ -240,15 +240,38 @@ def test_training_on_another_backend_hides_tensorflows_start_up_lines(tmp_path):
 
 
 @pytest.mark.backend_independent
+@pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None
+    or importlib.util.find_spec("tensorflow") is None,
+    reason="needs the jax backend and TensorFlow",
+)
+def test_every_command_hides_tensorflows_start_up_lines_on_another_backend():
+    # `evaluate` and `plot` on JAX load no TensorFlow of their own, but
+    # Keras' serialization (loading or cloning a model) does.
+    done = _python(
+        """
+        import keras
+        from keras_mergan import cli
+        cli._start_backend(1)
+        keras.saving.serialize_keras_object(keras.layers.Dense(1))
+        """,
+        KERAS_BACKEND="jax",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for noise in ("oneDNN", "absl", "cpu_feature_guard"):
+        assert noise not in done.stderr
+
+
+@pytest.mark.backend_independent
 def test_tensorflows_python_warnings_show_only_at_verbose_2():
-    # Keras' predict retraces its tf.function for each new batch size, and
-    # TensorFlow says so: its hint, not the run's.
+    # TensorFlow's hints (a tf.function retraced, say) are its own, not the
+    # run's.
     shown = {}
     for verbose in (1, 2):
         done = _python(
             f"""
             from keras_mergan import cli
-            cli._start_backend({verbose}, with_tensorflow=True)
+            cli._start_backend({verbose})
             import tensorflow as tf
             tf.get_logger().warning("5 calls triggered tf.function retracing")
             """,

@@ -25,6 +25,10 @@ Each submodule (`tensorflow`, `jax`, `torch`) provides:
   one program spans every device.
 - `bfloat16_is_faster()`: whether bfloat16 compute beats float32 on the
   device training runs on (`keras_mergan.backend.precision`'s `"auto"`).
+- `inference_function(model, inputs)`: a function that runs
+  `model(batch, training=False)` on batches shaped like `inputs` (an array
+  or a list of arrays) but of any row count, and returns the output as
+  numpy; `keras_mergan.inference.predict` calls it.
 - `training_devices()`: names of the devices a step runs on (see
   `keras_mergan.backend.distribution.training_devices`).
 - `replica_share(x, axis)`: the part of a batch-sized `x` (split along

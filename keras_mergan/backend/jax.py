@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import keras
 from keras import StatelessScope
 
+from keras_mergan.backend.portable import inference_function as inference_function
+
 JIT_COMPILE = True
 
 # Compiling the step takes up to a minute on a CPU: a resumed, extended or

@@ -15,6 +15,11 @@ def prefer_matmul_convolutions():
     return False
 
 
+def inference_function(model, inputs):
+    # JAX compiles a program per row count, silently; torch runs eagerly.
+    return model.predict_on_batch
+
+
 def training_devices():
     # Keras creates every tensor on its default device.
     return [str(keras.ops.zeros(()).device)]

@@ -1,10 +1,16 @@
 """TensorFlow: nested `GradientTape`s inside Keras' `tf.function`."""
 
 import contextlib
+import weakref
 
+import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_mergan.backend.cpu import cpu_has_bfloat16_units
+
+# model -> {input signature: its graph}; a model's graphs go with it.
+_inference_graphs = weakref.WeakKeyDictionary()
 
 # XLA on CPU compiles the transposed convolutions of the penalty's double
 # backprop into code several times slower than TF's own kernels.
@@ -24,6 +30,38 @@ def minimize(loss_fn, variables, optimizer):
     ]
     optimizer.apply(gradients, variables)
     return loss, aux
+
+
+def inference_function(model, inputs):
+    # Keras' predict traces a graph for each model, and again for a second
+    # row count before it relaxes the shapes: scoring a run calls a new model
+    # per task a few times each, and TensorFlow warns of excessive retracing.
+    # Here each model is traced once, ahead of any call (so no call counts as
+    # retracing), for batches like `inputs` of any row count.
+    listed = isinstance(inputs, (list, tuple))
+    signature = tuple(
+        tf.TensorSpec((None, *x.shape[1:]), x.dtype)
+        for x in (inputs if listed else [inputs])
+    )
+    graphs = _inference_graphs.setdefault(model, {})
+    if signature not in graphs:
+        # A weak reference: the cached graph must not keep its model alive.
+        model_ref = weakref.ref(model)
+
+        def call(*tensors):
+            return model_ref()(list(tensors) if listed else tensors[0], training=False)
+
+        graphs[signature] = tf.function(
+            call, autograph=False, jit_compile=model.jit_compile
+        ).get_concrete_function(*signature)
+    graph = graphs[signature]
+
+    def run(batch):
+        return keras.tree.map_structure(
+            np.asarray, graph(*(batch if listed else [batch]))
+        )
+
+    return run
 
 
 def bfloat16_is_faster():

@@ -3,6 +3,7 @@
 import torch
 
 from keras_mergan.backend.cpu import cpu_has_bfloat16_units
+from keras_mergan.backend.portable import inference_function as inference_function
 
 # Keras places every tensor on its default device, as on any backend.
 from keras_mergan.backend.portable import training_devices as training_devices

@@ -35,6 +35,7 @@ import numpy as np
 
 from keras_mergan.data.tasks import TaskSequence, TaskStream
 from keras_mergan.evaluation.unconditional import class_distribution
+from keras_mergan.inference import predict
 from keras_mergan.methods import DeepGenerativeReplay
 from keras_mergan.models import build_dcgan_critic, build_dcgan_generator
 from keras_mergan.models.solver import build_solver
@@ -182,7 +183,7 @@ def train_solver_alone(dataset, protocol, config, seed, record, exact_replay):
     batch = config["batch_size"] * config["n_critic"]
 
     def classify(images):
-        logits = solver.predict(images, batch_size=512, verbose=0)
+        logits = predict(solver, images, batch_size=512)
         return np.argmax(logits, axis=-1)
 
     rng = np.random.default_rng(seed)

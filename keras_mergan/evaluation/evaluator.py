@@ -33,6 +33,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_mergan import inference
 from keras_mergan.data import ImageDataset
 from keras_mergan.run_folder import save_model
 
@@ -379,19 +380,9 @@ class Evaluator:
             )
         return x
 
-    @staticmethod
-    def _batched(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
-        outs = [
-            np.asarray(model.predict_on_batch(x[i : i + batch_size]))
-            for i in range(0, len(x), batch_size)
-        ]
-        if not outs:
-            return np.zeros((0,) + tuple(model.output_shape[1:]), np.float32)
-        return np.concatenate(outs)
-
     def predict_proba(self, images, batch_size: int = 500) -> np.ndarray:
         """Class probabilities ``[N, K]`` of images in ``[-1, 1]``."""
-        return self._batched(self.classifier, self._as_images(images), batch_size)
+        return inference.predict(self.classifier, self._as_images(images), batch_size)
 
     def predict(self, images, batch_size: int = 500) -> np.ndarray:
         """Predicted class indices (int64 ``[N]``) of images in ``[-1, 1]``.
@@ -486,7 +477,9 @@ class Evaluator:
             self._feature_model = keras.Model(
                 self.classifier.inputs, layer.output, name="evaluator_features"
             )
-        return self._batched(self._feature_model, self._as_images(images), batch_size)
+        return inference.predict(
+            self._feature_model, self._as_images(images), batch_size
+        )
 
     def __repr__(self) -> str:
         where = f", cache_path={str(self.cache_path)!r}" if self.cache_path else ""

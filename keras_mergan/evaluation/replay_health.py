@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 from keras import ops
 
+from keras_mergan.inference import predict
 from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
 
 __all__ = [
@@ -145,7 +146,7 @@ def replay_samples(
     z = z.astype("float32")
     conditional = not isinstance(gan, UnconditionalReplayGAN)
     labels = np.repeat(old, n_per_class) if conditional else np.zeros(n, "int32")
-    images = gan.replay_generator.predict([z, labels], batch_size=256, verbose=0)
+    images = predict(gan.replay_generator, [z, labels])
     if conditional:
         return images, labels
     if not hasattr(gan, "replay_solver"):

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_mergan.inference import predict
 from keras_mergan.methods.losses import auxiliary_classifier_loss
 from keras_mergan.methods.wasserstein_gan import WassersteinGAN
 
@@ -57,7 +58,7 @@ class ConditionalWGANGP(WassersteinGAN):
         labels = np.asarray(labels, "int32").reshape(-1)
         if len(labels) != len(z):
             raise ValueError(f"{len(z)} latent vectors but {len(labels)} labels")
-        return self.generator.predict([z, labels], batch_size=batch_size, verbose=0)
+        return predict(self.generator, [z, labels], batch_size)
 
     def get_config(self):
         config = super().get_config()

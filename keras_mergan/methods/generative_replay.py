@@ -8,6 +8,7 @@ import numpy as np
 from keras import ops
 
 from keras_mergan.backend.precision import model_precision, precision_scope
+from keras_mergan.inference import predict
 from keras_mergan.methods import paper
 from keras_mergan.methods.losses import auxiliary_classifier_loss
 from keras_mergan.methods.unconditional_replay import UnconditionalReplayGAN
@@ -125,7 +126,7 @@ class DeepGenerativeReplay(UnconditionalReplayGAN):
 
     def classify(self, images, batch_size: int = 256) -> np.ndarray:
         """The solver's predicted classes of images in [-1, 1]."""
-        logits = self.solver.predict(np.asarray(images), batch_size, verbose=0)
+        logits = predict(self.solver, images, batch_size)
         return np.argmax(logits, axis=-1)
 
     def generate(self, z, labels, batch_size: int = 256, max_draws: int = 10):
@@ -152,7 +153,7 @@ class DeepGenerativeReplay(UnconditionalReplayGAN):
         candidates = z
         for _ in range(max_draws):
             images.append(self.generate_unconditional(candidates, batch_size))
-            logits.append(self.solver.predict(images[-1], batch_size, verbose=0))
+            logits.append(predict(self.solver, images[-1], batch_size))
             counts = np.bincount(
                 np.argmax(np.concatenate(logits), axis=-1), minlength=self.num_classes
             )

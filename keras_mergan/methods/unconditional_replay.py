@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_mergan.backend import training_backend
+from keras_mergan.inference import predict
 from keras_mergan.methods.mixing import BALANCED, checked_mixing_ratio
 from keras_mergan.methods.wasserstein_gan import WassersteinGAN
 
@@ -125,4 +126,4 @@ class UnconditionalReplayGAN(WassersteinGAN):
     def generate_unconditional(self, z, batch_size: int = 256):
         """The generator's images for `z` (label 0, its running statistics)."""
         labels = np.zeros((len(z),), "int32")
-        return self.generator.predict([z, labels], batch_size=batch_size, verbose=0)
+        return predict(self.generator, [z, labels], batch_size)
