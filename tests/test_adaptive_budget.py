@@ -14,6 +14,11 @@ from keras_mergan.run.config import RunConfig
 from keras_mergan.run.training import prepare_run
 from keras_mergan.run_folder import CHECKPOINT_FOLDER, task_dir
 
+# The rule's decisions on scripted scores are plain Python over the same
+# step on every backend: run once (under TensorFlow in .ci/run). The resume
+# test, on real scores, runs under each backend that trains quickly.
+scripted_rule = pytest.mark.backend_independent
+
 # Checks come every 50 iterations; a plateau is 4 checks without a gain.
 AUTO_RUN = {
     **TINY_RUN_CONFIG,
@@ -53,7 +58,7 @@ def _train(config, run_dir, *callbacks):
     return run
 
 
-@wiring_test
+@scripted_rule
 def test_a_task_stops_once_learned_and_the_run_records_why(tmp_path, monkeypatch):
     _scripted_scores(monkeypatch, new=lambda step: 0.95, old=lambda step: 0.9)
     _train(AUTO_RUN, tmp_path)
@@ -76,7 +81,7 @@ def test_a_task_stops_once_learned_and_the_run_records_why(tmp_path, monkeypatch
     assert not (tmp_path / CHECKPOINT_FOLDER).exists()
 
 
-@wiring_test
+@scripted_rule
 def test_a_task_below_learned_stops_on_a_plateau(tmp_path, monkeypatch):
     _scripted_scores(monkeypatch, new=lambda step: 0.7, old=lambda step: 0.9)
     _train(AUTO_RUN, tmp_path)
@@ -89,7 +94,7 @@ def test_a_task_below_learned_stops_on_a_plateau(tmp_path, monkeypatch):
     )
 
 
-@wiring_test
+@scripted_rule
 def test_rising_scores_train_to_the_cap(tmp_path, monkeypatch):
     _scripted_scores(monkeypatch, new=lambda step: step / 1000, old=lambda step: 0.9)
     _train({**AUTO_RUN, "tasks": "0"}, tmp_path)
@@ -100,7 +105,7 @@ def test_rising_scores_train_to_the_cap(tmp_path, monkeypatch):
     )
 
 
-@wiring_test
+@scripted_rule
 def test_falling_old_categories_keep_the_task_training(tmp_path, monkeypatch):
     # The new category is learned at once; the old one falls 5 points a check.
     _scripted_scores(
@@ -116,14 +121,14 @@ def test_falling_old_categories_keep_the_task_training(tmp_path, monkeypatch):
     )
 
 
-@wiring_test
+@scripted_rule
 def test_the_minimum_holds_a_task_learned_early(tmp_path, monkeypatch):
     _scripted_scores(monkeypatch, new=lambda step: 0.95, old=lambda step: 0.9)
     _train({**AUTO_RUN, "tasks": "0", "min_iters_per_task": 320}, tmp_path)
     assert _metrics(tmp_path, 1)["iterations"] == 350
 
 
-@wiring_test
+@scripted_rule
 def test_the_forgetting_curve_counts_the_iterations_tasks_used(tmp_path, monkeypatch):
     _scripted_scores(monkeypatch, new=lambda step: 0.7, old=lambda step: 0.9)
     _train({**AUTO_RUN, "eval_every": 100}, tmp_path)
@@ -173,7 +178,7 @@ def test_a_run_resumed_part_way_through_an_adaptive_task_stops_where_it_would_ha
     assert first[:2] == [50, 100]
 
 
-@wiring_test
+@scripted_rule
 def test_a_task_added_later_uses_the_same_rule(tmp_path, monkeypatch):
     _scripted_scores(monkeypatch, new=lambda step: 0.95, old=lambda step: 0.9)
     _train({**AUTO_RUN, "tasks": "0"}, tmp_path)
