@@ -139,6 +139,8 @@ def task_row(metrics: dict) -> dict:
     }
     if "summary" in budget:
         row["budget_summary"] = budget["summary"]
+        # The share of the task's time its checks took (target: <= 5%).
+        row["check_share"] = budget["check_share"]
     return row
 
 
@@ -270,7 +272,9 @@ def _comparison_lines(dataset: str, method: str, entry: dict) -> list[str]:
     name = entry["auto_run"]
     auto = entry["runs"][name]
     lines = [
-        f"- {dataset} {method} {name}, task {task['task']}: {task['budget_summary']}"
+        f"- {dataset} {method} {name}, task {task['task']}: "
+        f"{task['budget_summary']} (checks {100 * task['check_share']:.1f}% of "
+        "its time)"
         for task in auto["tasks"]
         if "budget_summary" in task
     ]

@@ -195,3 +195,6 @@ def test_auto_takes_fast_settings_and_its_cap_as_the_task_length():
         100,
     )
     assert RunConfig(method="jtr", iters_per_task="300").steps_per_task == 300
+    # Any preset's values work with it: none assumes a task's length.
+    paper = RunConfig(method="jtr", preset="paper", iters_per_task="auto")
+    assert (paper.learning_rate, paper.warmup_iterations) == (1e-4, 0)

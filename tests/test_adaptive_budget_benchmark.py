@@ -44,7 +44,11 @@ def _write_run(
             "mean_confident_share": final_accuracy - 0.1,
         }
         if stop:
-            metrics["budget"] = {"stop_reason": stop, "summary": f"{stop} at {used}"}
+            metrics["budget"] = {
+                "stop_reason": stop,
+                "summary": f"{stop} at {used}",
+                "check_share": 0.02,
+            }
         write_json(task_dir(folder, number) / "metrics.json", metrics)
     return folder
 
@@ -91,6 +95,7 @@ def test_auto_is_compared_with_both_fixed_budgets(benchmark, tmp_path):
         "confident_share": 87.0,
         "seconds": 30.0,
         "budget_summary": "plateau at 300",
+        "check_share": 0.02,
     }
     assert digits["runs"]["500"]["tasks"][-1]["stop_reason"] == "fixed"
 
