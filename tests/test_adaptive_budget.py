@@ -198,3 +198,23 @@ def test_auto_takes_fast_settings_and_its_cap_as_the_task_length():
     # Any preset's values work with it: none assumes a task's length.
     paper = RunConfig(method="jtr", preset="paper", iters_per_task="auto")
     assert (paper.learning_rate, paper.warmup_iterations) == (1e-4, 0)
+
+
+@wiring_test
+@pytest.mark.parametrize("method", ["ltgan", "dgr"])
+def test_the_unconditional_and_solver_methods_are_scored_too(tmp_path, method):
+    # LT-GANs' generator takes no class: its checks score the share of its
+    # samples the evaluator confidently puts in each category.
+    config = {
+        **AUTO_RUN,
+        "method": method,
+        "min_iters_per_task": 50,
+        "max_iters_per_task": 120,
+    }
+    _train(config, tmp_path)
+    second = _metrics(tmp_path, 2)
+    checks = second["budget"]["checks"]
+    assert [c["iteration"] for c in checks] == [50, 100][: len(checks)]
+    assert set(checks[0]["new_accuracy"]) == {"1"}
+    assert 0 <= checks[0]["new_learned"] <= 1 and 0 <= checks[0]["old_score"] <= 1
+    assert second["stop_reason"] in ("learned", "plateau", "cap")

@@ -44,6 +44,10 @@ def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background by a non-interactive shell
+        # inherits SIGINT ignored, and Python then never raises
+        # KeyboardInterrupt: the run gets Ctrl-C as a terminal would send it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 300
     while process.poll() is None and time.time() < deadline:
