@@ -26,7 +26,8 @@ class PlateauRule:
         old_tolerance: how far the old categories' score may fall over the
             patience window for them to count as steady.
         learned: a new category is learned when the evaluator's accuracy
-            and confident share of its samples both reach this; a task whose
+            and confident share of its samples both reach this fraction of
+            the evaluator's own on the task's real images of it; a task whose
             new categories are all learned stops without waiting for a
             plateau.
 
