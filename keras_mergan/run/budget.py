@@ -82,9 +82,9 @@ class AdaptiveBudget(keras.callbacks.Callback):
         conditional: whether the generator draws the class it is asked for
             (every method but LT-GANs).
         run_dir: the run folder; the checks' history goes to its `resume/`
-            folder, so that a resumed task decides as the first try did.
-        start_task, start_step: where this fit resumes (history up to that
-            step is read back).
+            folder, so that a task resumed part-way (a fit whose first epoch
+            is short) reads back the checks up to its step and decides as
+            the first try did.
         seed: seed of the checks' latent vectors.
 
     Example:
@@ -101,8 +101,6 @@ class AdaptiveBudget(keras.callbacks.Callback):
         class_names,
         conditional: bool = True,
         run_dir: str | Path | None = None,
-        start_task: int = 0,
-        start_step: int = 0,
         seed: int = 0,
     ):
         super().__init__()
@@ -121,8 +119,6 @@ class AdaptiveBudget(keras.callbacks.Callback):
             if run_dir is None
             else Path(run_dir) / CHECKPOINT_FOLDER / BUDGET_STATE
         )
-        self.start_task = start_task
-        self.start_step = start_step
         self.seed = seed
         self.checks: list[dict] = []
         self._task = 0

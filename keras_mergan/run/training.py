@@ -437,8 +437,6 @@ def run_callbacks(
             dataset.class_names,
             conditional=method.conditional,
             run_dir=run_dir,
-            start_task=start.task,
-            start_step=start.step,
             seed=config.seed,
         )
     callbacks = [
