@@ -9,8 +9,9 @@ from helpers import TINY_RUN_CONFIG, wiring_test
 
 from keras_mergan import cli
 from keras_mergan.evaluation.accuracy import read_accuracy_curve
-from keras_mergan.run.budget import AdaptiveBudget
+from keras_mergan.run.budget import AdaptiveBudget, _learned_share
 from keras_mergan.run.config import RunConfig
+from keras_mergan.run.plateau import PlateauRule
 from keras_mergan.run.training import prepare_run
 from keras_mergan.run_folder import CHECKPOINT_FOLDER, task_dir
 
@@ -29,16 +30,20 @@ AUTO_RUN = {
 }
 
 
-def _scripted_scores(monkeypatch, new, old):
-    """Checks score `new(step)` and `old(step)` instead of the evaluator's
-    (the rule, not the evaluator, is under test)."""
+def _scripted_scores(monkeypatch, new, old, confident=None):
+    """Checks score `new(step)` (accuracy; confident share `confident(step)`,
+    by default the same) and `old(step)` instead of the evaluator's (the
+    rule, not the evaluator, is under test)."""
+    confident = confident or new
 
     def scores(self):
         step = len(self.checks) * self.rule.check_every + self.rule.check_every
+        accuracy, sure = new(step), confident(step)
         result = {
-            "new_score": new(step),
-            "new_learned": new(step),
-            "new_accuracy": {str(c): new(step) for c in self._new_classes()},
+            "new_score": (accuracy + sure) / 2,
+            "new_learned": _learned_share(accuracy, sure, [1.0, 1.0], self.rule),
+            "new_accuracy": {str(c): accuracy for c in self._new_classes()},
+            "new_confident": {str(c): sure for c in self._new_classes()},
         }
         if self._old_classes():
             result["old_score"] = old(step)
@@ -60,7 +65,13 @@ def _train(config, run_dir, *callbacks):
 
 @scripted_rule
 def test_a_task_stops_once_learned_and_the_run_records_why(tmp_path, monkeypatch):
-    _scripted_scores(monkeypatch, new=lambda step: 0.95, old=lambda step: 0.9)
+    # Accuracy over its bar (0.9), confident share over its lower one (0.8).
+    _scripted_scores(
+        monkeypatch,
+        new=lambda step: 0.95,
+        confident=lambda step: 0.85,
+        old=lambda step: 0.9,
+    )
     _train(AUTO_RUN, tmp_path)
     # Learned from the first check; the minimum (100) holds it until then.
     for number in (1, 2):
@@ -82,15 +93,26 @@ def test_a_task_stops_once_learned_and_the_run_records_why(tmp_path, monkeypatch
 
 
 @scripted_rule
-def test_a_task_below_learned_stops_on_a_plateau(tmp_path, monkeypatch):
-    _scripted_scores(monkeypatch, new=lambda step: 0.7, old=lambda step: 0.9)
+@pytest.mark.parametrize(
+    "accuracy, confident", [(0.7, 0.7), (0.95, 0.75)], ids=["both", "confident"]
+)
+def test_a_task_below_learned_stops_on_a_plateau(
+    tmp_path, monkeypatch, accuracy, confident
+):
+    _scripted_scores(
+        monkeypatch,
+        new=lambda step: accuracy,
+        confident=lambda step: confident,
+        old=lambda step: 0.9,
+    )
     _train(AUTO_RUN, tmp_path)
     # Five equal checks (50..250): the last four gained nothing over the first.
     for number in (1, 2):
         metrics = _metrics(tmp_path, number)
         assert (metrics["iterations"], metrics["stop_reason"]) == (250, "plateau")
     assert _metrics(tmp_path, 2)["budget"]["summary"] == (
-        "stopped at 250 iterations, on a plateau: 1 at 70%, old categories steady"
+        f"stopped at 250 iterations, on a plateau: 1 at {100 * accuracy:.0f}%, "
+        "old categories steady"
     )
 
 
@@ -216,5 +238,8 @@ def test_the_unconditional_and_solver_methods_are_scored_too(tmp_path, method):
     checks = second["budget"]["checks"]
     assert [c["iteration"] for c in checks] == [50, 100][: len(checks)]
     assert set(checks[0]["new_accuracy"]) == {"1"}
-    assert 0 <= checks[0]["new_learned"] <= 1 and 0 <= checks[0]["old_score"] <= 1
+    rule = PlateauRule()
+    highest = 1 / min(rule.learned_accuracy, rule.learned_confident)
+    assert 0 <= checks[0]["new_learned"] <= highest
+    assert 0 <= checks[0]["old_score"] <= 1
     assert second["stop_reason"] in ("learned", "plateau", "cap")

@@ -22,8 +22,9 @@ with the run's evaluator, using only what a deployment has at hand:
 The rule (`keras_mergan.run.plateau.PlateauRule`): after `min_iterations`,
 while the old categories' score has not fallen by more than
 `old_tolerance` over the last `patience` checks, a task stops when its new
-categories are learned (accuracy and confident share both at least
-`learned` times the real images'), or when no signal of theirs has
+categories are learned (accuracy at least `learned_accuracy` times the
+real images', confident share at least `learned_confident` times theirs),
+or when no signal of theirs has
 improved by `min_delta` over its best for `patience` checks (a plateau
 below that). Values are the mean of the last two checks, so that one lucky sample does
 not set the bar. Whatever happens, a task ends at `max_iterations`.
@@ -186,7 +187,7 @@ class AdaptiveBudget(keras.callbacks.Callback):
             name = self.class_names[c]
             if accuracy is None:
                 cells.append(name)
-            elif _fraction_of_real(accuracy, confident, reference) >= self.rule.learned:
+            elif _learned_share(accuracy, confident, reference, self.rule) >= 1:
                 cells.append(f"{name} learned ({100 * accuracy:.0f}%)")
             else:
                 cells.append(f"{name} at {100 * accuracy:.0f}%")
@@ -241,7 +242,7 @@ class AdaptiveBudget(keras.callbacks.Callback):
         unknown_rising = bool(self._series("new_kid_score")) and (
             self._improved_lately("new_kid_score")
         )
-        return bool(values) and values[-1] >= self.rule.learned and not unknown_rising
+        return bool(values) and values[-1] >= 1 and not unknown_rising
 
     def _stop_reason(self) -> str | None:
         """ "learned" or "plateau" when the task should stop now, else None."""
@@ -279,7 +280,7 @@ class AdaptiveBudget(keras.callbacks.Callback):
                 np.mean([(accuracy[c] + confident[c]) / 2 for c in new_known])
             )
             scores["new_learned"] = min(
-                _fraction_of_real(accuracy[c], confident[c], reference[c])
+                _learned_share(accuracy[c], confident[c], reference[c], self.rule)
                 for c in new_known
             )
         unknown = [c for c in new if c >= known]
@@ -355,7 +356,7 @@ class AdaptiveBudget(keras.callbacks.Callback):
                 str(c): s for c, s in zip(new_known, shares, strict=True)
             }
             scores["new_score"] = float(np.mean(shares))
-            scores["new_learned"] = min(shares)
+            scores["new_learned"] = min(shares) / self.rule.learned_accuracy
         if old:
             scores["old_score"] = float(np.mean(share(old)))
         scores["seen_class_fraction"] = class_distribution(
@@ -381,12 +382,21 @@ class AdaptiveBudget(keras.callbacks.Callback):
             json.dump({"task": self._task, "checks": self.checks}, f)
 
 
-def _fraction_of_real(accuracy: float, confident: float, real: list[float]) -> float:
-    """How close generated images come to the real ones' scores: the lower of
-    the two ratios, at most 1 (a score the evaluator gives no real image of
-    the class asks nothing of the generated ones)."""
+def _learned_share(
+    accuracy: float, confident: float, real: list[float], rule: PlateauRule
+) -> float:
+    """How far generated images have come towards learned (1 or more: there):
+    the lower of their accuracy and confident share, each over the real
+    images' (at most 1) and then over the rule's bar for it. A score the
+    evaluator gives no real image of the class asks nothing of the
+    generated ones."""
     ratios = [
-        min(1.0, value / reference) if reference > 0 else 1.0
-        for value, reference in zip((accuracy, confident), real, strict=True)
+        (min(1.0, value / reference) if reference > 0 else 1.0) / bar
+        for value, reference, bar in zip(
+            (accuracy, confident),
+            real,
+            (rule.learned_accuracy, rule.learned_confident),
+            strict=True,
+        )
     ]
     return min(ratios)

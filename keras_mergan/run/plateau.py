@@ -25,11 +25,14 @@ class PlateauRule:
             [0, 1]; `-log(KID)` for categories the evaluator does not know).
         old_tolerance: how far the old categories' score may fall over the
             patience window for them to count as steady.
-        learned: a new category is learned when the evaluator's accuracy
-            and confident share of its samples both reach this fraction of
-            the evaluator's own on the task's real images of it; a task whose
-            new categories are all learned stops without waiting for a
-            plateau.
+        learned_accuracy: a new category is learned when the evaluator's
+            accuracy on its samples reaches this fraction of the evaluator's
+            accuracy on the task's real images of it, and
+        learned_confident: their confident share this fraction of the real
+            images' (lower: the confident share of generated images trails
+            their accuracy by about ten points even once they are legible).
+            A task whose new categories are all learned stops without
+            waiting for a plateau.
 
     Example:
 
@@ -46,7 +49,8 @@ class PlateauRule:
     patience: int = 4
     min_delta: float = 0.01
     old_tolerance: float = 0.02
-    learned: float = 0.9
+    learned_accuracy: float = 0.9
+    learned_confident: float = 0.8
 
     def __post_init__(self):
         if not 1 <= self.min_iterations <= self.max_iterations:
