@@ -209,13 +209,14 @@ def test_a_task_added_later_uses_the_same_rule(tmp_path, monkeypatch):
     assert (added["iterations"], added["stop_reason"]) == (100, "learned")
 
 
-def test_auto_takes_fast_settings_and_its_cap_as_the_task_length():
+def test_auto_takes_short_settings_and_its_cap_as_the_task_length():
     config = RunConfig(method="jtr", iters_per_task="auto", max_iters_per_task=900)
     assert (config.preset, config.steps_per_task, config.warmup_iterations) == (
-        "fast",
+        "short",
         900,
         100,
     )
+    assert config.learning_rate == 5e-4
     assert RunConfig(method="jtr", iters_per_task="300").steps_per_task == 300
     # Any preset's values work with it: none assumes a task's length.
     paper = RunConfig(method="jtr", preset="paper", iters_per_task="auto")

@@ -161,6 +161,8 @@ def test_input_validation(evaluator, digits):
         Evaluator(evaluator.classifier, ["a", "b"])
 
 
+# The bar is the package's callback around Keras' fit: the same on every backend.
+@pytest.mark.backend_independent
 def test_training_shows_one_bar_over_the_epochs_on_a_terminal(
     digits, tmp_path, capsys, monkeypatch
 ):

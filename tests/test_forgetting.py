@@ -21,6 +21,13 @@ from keras_mergan.methods import METHODS
 from keras_mergan.methods.optimizers import wgan_adam
 from keras_mergan.models import build_dcgan_critic, build_dcgan_generator
 
+# What a method achieves is backend-independent: its loss terms are written
+# once in keras.ops, and each backend's differentiate-and-apply is covered by
+# the per-backend training tests (test_conditional_wgan_gp, test_mergan,
+# test_task_switch, test_resume). Run once, these cost about 5 minutes less
+# per extra backend pass.
+pytestmark = pytest.mark.backend_independent
+
 TASKS = [[0], [1]]
 ITERATIONS = 150
 BATCH_SIZE = 32

@@ -46,7 +46,7 @@ from keras_mergan.image_grid import SEPARATOR
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 CHROMIUM = "/usr/bin/chromium"
 # Serving is onnxruntime alone: the Keras backend of the test process is unused.
-pytestmark = pytest.mark.backend_independent
+pytestmark = [pytest.mark.backend_independent, pytest.mark.serving]
 
 
 def cached_export(run_cache: Path) -> Path:

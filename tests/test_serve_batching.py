@@ -18,7 +18,7 @@ from keras_mergan.serve.batching import ByteBudget, DynamicBatcher
 from keras_mergan.serve.server import start_in_thread
 from test_serve import cached_export
 
-pytestmark = pytest.mark.backend_independent
+pytestmark = [pytest.mark.backend_independent, pytest.mark.serving]
 
 
 class Recorder:

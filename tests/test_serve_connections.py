@@ -17,7 +17,7 @@ import pytest
 from keras_mergan.serve.connections import GuardedServer, ServerLimits
 from keras_mergan.serve.server import RunningServer, bind
 
-pytestmark = pytest.mark.backend_independent
+pytestmark = [pytest.mark.backend_independent, pytest.mark.serving]
 
 LIMITS = ServerLimits(header_timeout=1.0, request_timeout=2.0, keep_alive=1.0)
 

@@ -23,7 +23,7 @@ from keras_mergan.serve.grpc_service import PROTO, PROTOCOL, SERVICE
 from keras_mergan.serve.server import start_in_thread
 from test_serve import cached_export
 
-pytestmark = pytest.mark.backend_independent
+pytestmark = [pytest.mark.backend_independent, pytest.mark.serving]
 
 # Field numbers of the published protocol that a client's encoding depends
 # on: (message, field) -> number.

@@ -27,7 +27,7 @@ from keras_mergan.serve.app import AppSettings, create_app
 from keras_mergan.serve.server import ServerLimits, main, start_in_thread
 from test_serve import cached_export, raw_request
 
-pytestmark = pytest.mark.backend_independent
+pytestmark = [pytest.mark.backend_independent, pytest.mark.serving]
 
 # Short deadlines, so that the server closes slow connections within seconds.
 LIMITS = ServerLimits(header_timeout=1.0, request_timeout=3.0, keep_alive=1.0)

@@ -18,7 +18,7 @@ from keras_mergan.serve.app import AppSettings, create_app
 from keras_mergan.serve.server import start_in_thread
 from test_serve import cached_export, raw_request
 
-pytestmark = pytest.mark.backend_independent
+pytestmark = [pytest.mark.backend_independent, pytest.mark.serving]
 
 
 @pytest.fixture(scope="module")

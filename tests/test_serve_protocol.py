@@ -31,7 +31,7 @@ from keras_mergan.serve.server import start_in_thread
 from test_serve import cached_export
 from test_serve_triton import model_config_class
 
-pytestmark = pytest.mark.backend_independent
+pytestmark = [pytest.mark.backend_independent, pytest.mark.serving]
 
 INFER = "/v2/models/generator/versions/2/infer"
 GOOD = json.dumps(

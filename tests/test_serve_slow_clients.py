@@ -25,7 +25,7 @@ from keras_mergan.serve.connections import ServerLimits
 from keras_mergan.serve.server import start_in_thread
 from test_serve import cached_export
 
-pytestmark = pytest.mark.backend_independent
+pytestmark = [pytest.mark.backend_independent, pytest.mark.serving]
 
 ATTACK_SECONDS = 6.0
 LIMITS = ServerLimits(

@@ -26,7 +26,7 @@ from keras_mergan.export.triton import write_triton_repository
 from keras_mergan.serve import Sampler
 from test_serve import cached_export
 
-pytestmark = pytest.mark.backend_independent
+pytestmark = [pytest.mark.backend_independent, pytest.mark.serving]
 
 _F = descriptor_pb2.FieldDescriptorProto
 # (message, [(field, number, type, label, type_name)]) from model_config.proto.

@@ -20,7 +20,7 @@ from keras_mergan.serve.app import AppSettings, create_app
 from keras_mergan.serve.server import start_in_thread
 from test_serve import cached_export
 
-pytestmark = pytest.mark.backend_independent
+pytestmark = [pytest.mark.backend_independent, pytest.mark.serving]
 
 REQUIREMENTS = ["tritonclient[http,grpc]>=2.40", "numpy"]
 

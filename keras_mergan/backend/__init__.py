@@ -7,8 +7,10 @@ Each submodule (`tensorflow`, `jax`, `torch`) provides:
   `optimizer` and returns `(loss, aux)`.
 - `input_gradient(fn, x)`: the gradient of `sum(fn(x))` with respect to `x`,
   itself differentiable (the gradient penalty's double backprop).
-- `gradients(loss_fn, variables)`: the gradients of the scalar `loss_fn()`
-  with respect to `variables`, outside a train step (e.g. EWC's Fisher).
+- `gradient_function(loss_fn, variables)`: a function of `inputs` that
+  returns the gradients of the scalar `loss_fn(*inputs)` with respect to
+  `variables`, for use outside a train step (e.g. EWC's Fisher), compiled
+  once where the backend compiles.
 - `run_train_step(model, step_fn, *args)`: adapts Keras' `train_step`
   calling convention for the backend to the stateful `step_fn(data)`.
 - `JIT_COMPILE`: the `jit_compile` value that is fastest for a GAN step.

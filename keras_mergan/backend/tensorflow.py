@@ -95,15 +95,27 @@ def input_gradient(fn, x):
     return tape.gradient(total, x)
 
 
-def gradients(loss_fn, variables):
-    strategy = tf.distribute.get_strategy()
-    if tf.distribute.in_cross_replica_context() and strategy.num_replicas_in_sync > 1:
-        # Outside a train step (EWC's Fisher at a task boundary) mirrored
-        # variables can be read only through a replica: every replica
-        # computes the same full-batch gradients, and the first one's are kept.
-        per_replica = strategy.run(lambda: _tape_gradients(loss_fn, variables))
-        return [strategy.experimental_local_results(g)[0] for g in per_replica]
-    return _tape_gradients(loss_fn, variables)
+def gradient_function(loss_fn, variables):
+    # One graph for every call (EWC's Fisher takes hundreds of one-sample
+    # gradients, each a few hundred eager operations otherwise).
+    @tf.function(autograph=False, reduce_retracing=True)
+    def compiled(*inputs):
+        strategy = tf.distribute.get_strategy()
+        if (
+            tf.distribute.in_cross_replica_context()
+            and strategy.num_replicas_in_sync > 1
+        ):
+            # Outside a train step (EWC's Fisher at a task boundary) mirrored
+            # variables can be read only through a replica: every replica
+            # computes the same full-batch gradients, and the first one's
+            # are kept.
+            per_replica = strategy.run(
+                lambda: _tape_gradients(lambda: loss_fn(*inputs), variables)
+            )
+            return [strategy.experimental_local_results(g)[0] for g in per_replica]
+        return _tape_gradients(lambda: loss_fn(*inputs), variables)
+
+    return compiled
 
 
 def _tape_gradients(loss_fn, variables):

@@ -45,9 +45,13 @@ def input_gradient(fn, x):
     return gradient
 
 
-def gradients(loss_fn, variables):
-    loss = loss_fn()
-    return [g.detach() for g in torch.autograd.grad(loss, [v.value for v in variables])]
+def gradient_function(loss_fn, variables):
+    def gradients(*inputs):
+        loss = loss_fn(*inputs)
+        values = [v.value for v in variables]
+        return [g.detach() for g in torch.autograd.grad(loss, values)]
+
+    return gradients
 
 
 def run_train_step(model, step_fn, data):

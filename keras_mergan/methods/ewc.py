@@ -116,6 +116,8 @@ class ElasticWeightConsolidationGAN(ConditionalWGANGP):
         variables = self.generator.trainable_variables
         batches = self.fisher_samples // self.fisher_batch_size
         total = [np.zeros(v.shape, "float32") for v in variables]
+        backend = training_backend()
+        gradients_at = backend.gradient_function(self._fisher_loss, variables)
         for b in range(batches):
             first = b * self.fisher_batch_size
             labels = ops.convert_to_tensor(
@@ -128,10 +130,7 @@ class ElasticWeightConsolidationGAN(ConditionalWGANGP):
             z = keras.random.normal(
                 (self.fisher_batch_size, self.latent_dim), seed=self.seed_generator
             )
-            gradients = training_backend().gradients(
-                lambda z=z, labels=labels: self._fisher_loss(z, labels), variables
-            )
-            for sum_, gradient in zip(total, gradients, strict=True):
+            for sum_, gradient in zip(total, gradients_at(z, labels), strict=True):
                 sum_ += np.square(ops.convert_to_numpy(gradient))
         return [sum_ / batches for sum_ in total]
 

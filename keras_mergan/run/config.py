@@ -58,8 +58,8 @@ class RunConfig:
         DEFAULT_PRESET,
         "settings for unset options: 'paper' (the papers', 4000 iterations per "
         "task), 'fast' (1000), 'short' (300) or 'auto': short below "
-        "--iters-per-task 1000, fast below 4000, else paper (run.json records "
-        "the one used)",
+        "--iters-per-task 1000 and for 'auto', fast below 4000, else paper "
+        "(run.json records the one used)",
         choices=(AUTO, *PRESETS),
     )
     dataset: str = _option(

@@ -136,15 +136,15 @@ def resolve_preset(name: str, iters_per_task: int | str | None) -> str:
     >>> resolve_preset("auto", None), resolve_preset("auto", 4000)
     ('paper', 'paper')
     >>> resolve_preset("paper", 300), resolve_preset("auto", "auto")
-    ('paper', 'fast')
+    ('paper', 'short')
     """
     if name != AUTO:
         return name
     if iters_per_task == "auto":
-        # A budget that stops on a plateau pays for a slow learning rate in
-        # iterations: fast's settings (warm-up, balanced replay) learn a
-        # task in fewer.
-        return "fast"
+        # A budget that stops once a task is learned pays for a slow
+        # learning rate in iterations: short's faster Adam learns a task in
+        # fewer, and neither has a schedule tied to the task's length.
+        return "short"
     if iters_per_task is None:
         return "paper"
     if iters_per_task < PRESETS["fast"].values["iters_per_task"]:
