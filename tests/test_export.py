@@ -35,7 +35,7 @@ PRECISIONS = ("float32", "bfloat16")
 TOLERANCE = 1e-4
 CURRENT_BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 # Every training backend is covered by `exported`; export itself runs in TF.
-pytestmark = pytest.mark.backend_independent
+pytestmark = [pytest.mark.backend_independent, pytest.mark.serving]
 
 
 @pytest.fixture(
