@@ -100,6 +100,9 @@ def gradient_function(loss_fn, variables):
     # gradients, each a few hundred eager operations otherwise).
     @tf.function(autograph=False, reduce_retracing=True)
     def compiled(*inputs):
+        def tape():
+            return _tape_gradients(lambda: loss_fn(*inputs), variables)
+
         strategy = tf.distribute.get_strategy()
         if (
             tf.distribute.in_cross_replica_context()
@@ -109,11 +112,9 @@ def gradient_function(loss_fn, variables):
             # variables can be read only through a replica: every replica
             # computes the same full-batch gradients, and the first one's
             # are kept.
-            per_replica = strategy.run(
-                lambda: _tape_gradients(lambda: loss_fn(*inputs), variables)
-            )
+            per_replica = strategy.run(tape)
             return [strategy.experimental_local_results(g)[0] for g in per_replica]
-        return _tape_gradients(lambda: loss_fn(*inputs), variables)
+        return tape()
 
     return compiled
 
