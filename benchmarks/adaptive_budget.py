@@ -147,10 +147,13 @@ def task_row(metrics: dict) -> dict:
 def collect(run_dir: Path) -> dict:
     """One run's finished tasks and totals."""
     info = read_run_info(run_dir)
-    tasks = [task_row(read_task_metrics(run_dir, n)) for n in finished_tasks(run_dir)]
+    metrics = [read_task_metrics(run_dir, n) for n in finished_tasks(run_dir)]
+    tasks = [task_row(m) for m in metrics]
     return {
         "run_dir": str(run_dir),
         "preset": info.config.get("preset"),
+        # An auto run's stopping rule, so that records of several rules compare.
+        "rule": metrics[0].get("budget", {}).get("rule"),
         "backend": info.backend,
         "precision": info.precision,
         "finished": len(tasks) == info.num_tasks,
@@ -248,7 +251,14 @@ def markdown(record: dict, machine: str) -> str:
         "| confident after the last | training (s) |",
         "|---|---|---|" + "---:|" * NUM_TASKS + "---|---:|---|---:|---:|",
     ]
-    notes = []
+    rules = {
+        json.dumps(run["rule"], sort_keys=True)
+        for methods in record.values()
+        for entry in methods.values()
+        for run in entry["runs"].values()
+        if run.get("rule")
+    }
+    notes = [f"Rule of the auto runs: {_rule_text(json.loads(r))}." for r in rules]
     for dataset, methods in record.items():
         for method, entry in methods.items():
             for budget, run in entry["runs"].items():
@@ -263,6 +273,19 @@ def markdown(record: dict, machine: str) -> str:
                 )
             notes += _comparison_lines(dataset, method, entry)
     return "\n".join([*lines, "", *notes]) + "\n"
+
+
+def _rule_text(rule: dict) -> str:
+    # Runs from before the two bars were told apart recorded one, `learned`.
+    accuracy = rule.get("learned_accuracy", rule.get("learned"))
+    confident = rule.get("learned_confident", rule.get("learned"))
+    return (
+        f"learned at {accuracy:.0%} of the real images' accuracy "
+        f"and {confident:.0%} of their confident share; plateau "
+        f"when {rule['patience']} checks gain less than {rule['min_delta']} "
+        f"(a check every {rule['check_every']} iterations, at least "
+        f"{rule['min_iterations']})"
+    )
 
 
 def _comparison_lines(dataset: str, method: str, entry: dict) -> list[str]:

@@ -65,10 +65,10 @@ def _train(config, run_dir, *callbacks):
 
 @scripted_rule
 def test_a_task_stops_once_learned_and_the_run_records_why(tmp_path, monkeypatch):
-    # Accuracy over its bar (0.9), confident share over its lower one (0.8).
+    # Accuracy over its bar (0.95), confident share over its lower one (0.8).
     _scripted_scores(
         monkeypatch,
-        new=lambda step: 0.95,
+        new=lambda step: 0.97,
         confident=lambda step: 0.85,
         old=lambda step: 0.9,
     )
@@ -80,7 +80,7 @@ def test_a_task_stops_once_learned_and_the_run_records_why(tmp_path, monkeypatch
         assert [c["iteration"] for c in metrics["budget"]["checks"]] == [50, 100]
     budget = _metrics(tmp_path, 2)["budget"]
     assert budget["summary"] == (
-        "stopped at 100 iterations: 1 learned (95%), old categories steady"
+        "stopped at 100 iterations: 1 learned (97%), old categories steady"
     )
     assert (budget["rule"]["min_iterations"], budget["rule"]["patience"]) == (100, 4)
     with open(tmp_path / "metrics.csv", newline="") as f:
@@ -131,21 +131,21 @@ def test_rising_scores_train_to_the_cap(tmp_path, monkeypatch):
 def test_falling_old_categories_keep_the_task_training(tmp_path, monkeypatch):
     # The new category is learned at once; the old one falls 5 points a check.
     _scripted_scores(
-        monkeypatch, new=lambda step: 0.95, old=lambda step: 1 - 0.05 * step / 50
+        monkeypatch, new=lambda step: 0.97, old=lambda step: 1 - 0.05 * step / 50
     )
     _train(AUTO_RUN, tmp_path)
     assert _metrics(tmp_path, 1)["iterations"] == 100
     second = _metrics(tmp_path, 2)
     assert (second["iterations"], second["stop_reason"]) == (400, "cap")
     assert second["budget"]["summary"] == (
-        "reached the 400-iteration cap: 1 learned (95%), no longer rising, "
+        "reached the 400-iteration cap: 1 learned (97%), no longer rising, "
         "old categories falling"
     )
 
 
 @scripted_rule
 def test_the_minimum_holds_a_task_learned_early(tmp_path, monkeypatch):
-    _scripted_scores(monkeypatch, new=lambda step: 0.95, old=lambda step: 0.9)
+    _scripted_scores(monkeypatch, new=lambda step: 0.97, old=lambda step: 0.9)
     _train({**AUTO_RUN, "tasks": "0", "min_iters_per_task": 320}, tmp_path)
     assert _metrics(tmp_path, 1)["iterations"] == 350
 
@@ -202,7 +202,7 @@ def test_a_run_resumed_part_way_through_an_adaptive_task_stops_where_it_would_ha
 
 @scripted_rule
 def test_a_task_added_later_uses_the_same_rule(tmp_path, monkeypatch):
-    _scripted_scores(monkeypatch, new=lambda step: 0.95, old=lambda step: 0.9)
+    _scripted_scores(monkeypatch, new=lambda step: 0.97, old=lambda step: 0.9)
     _train({**AUTO_RUN, "tasks": "0"}, tmp_path)
     assert cli.main(["train", f"--out={tmp_path}", "--add-tasks=1", "--verbose=0"]) == 0
     added = _metrics(tmp_path, 2)

@@ -9,6 +9,7 @@ import pytest
 from helpers import TINY_CLI_RUN, load_benchmark, wiring_test
 
 from keras_mergan import cli
+from keras_mergan.run.plateau import PlateauRule
 from keras_mergan.run_folder import RunInfo, task_dir, write_json
 
 
@@ -48,6 +49,7 @@ def _write_run(
                 "stop_reason": stop,
                 "summary": f"{stop} at {used}",
                 "check_share": 0.02,
+                "rule": PlateauRule(learned_accuracy=0.93).to_dict(),
             }
         write_json(task_dir(folder, number) / "metrics.json", metrics)
     return folder
@@ -106,6 +108,11 @@ def test_auto_is_compared_with_both_fixed_budgets(benchmark, tmp_path):
         "| 300, 200, 400, 250, 350 | 1500 | plateau 5 | 87.0 | 150 |"
     ) in markdown
     assert "gap +0.50 points (positive: auto lower) with 30% of the" in markdown
+    assert auto["rule"]["learned_accuracy"] == 0.93
+    assert (
+        "Rule of the auto runs: learned at 93% of the real images' accuracy and "
+        "80% of their confident share; plateau when 4 checks gain less than 0.02"
+    ) in markdown
 
 
 @pytest.mark.backend_independent

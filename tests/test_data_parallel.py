@@ -59,9 +59,9 @@ print("RESULT " + json.dumps({{
 """
 
 # Under JAX, where every case compiles its steps for tens of seconds on a
-# CPU, the base step and each family's most composed one.
+# CPU, each family's most composed step (it holds the base step's terms).
 if keras.config.backend() == "jax":
-    CASES = ["jtr+ra", "ltgan", "sft"]
+    CASES = ["jtr+ra", "ltgan"]
 
 
 @pytest.mark.skipif(

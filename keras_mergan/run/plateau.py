@@ -47,9 +47,9 @@ class PlateauRule:
     samples: int = 64
     old_samples: int = 256
     patience: int = 4
-    min_delta: float = 0.01
+    min_delta: float = 0.02
     old_tolerance: float = 0.02
-    learned_accuracy: float = 0.9
+    learned_accuracy: float = 0.95
     learned_confident: float = 0.8
 
     def __post_init__(self):
