@@ -117,6 +117,25 @@ def test_a_task_below_learned_stops_on_a_plateau(
 
 
 @scripted_rule
+def test_the_summary_judges_as_the_rule_does(tmp_path, monkeypatch):
+    # The confident share alternates 0.85 / 0.7: each odd check alone clears
+    # its bar (0.8), the mean of two (the rule's view) never does.
+    _scripted_scores(
+        monkeypatch,
+        new=lambda step: 0.97,
+        confident=lambda step: 0.85 if (step // 50) % 2 else 0.7,
+        old=lambda step: 0.9,
+    )
+    _train({**AUTO_RUN, "tasks": "0"}, tmp_path)
+    metrics = _metrics(tmp_path, 1)
+    assert (metrics["iterations"], metrics["stop_reason"]) == (250, "plateau")
+    assert metrics["budget"]["checks"][-1]["new_confident"] == {"0": 0.85}
+    assert metrics["budget"]["summary"] == (
+        "stopped at 250 iterations, on a plateau: 0 at 97%"
+    )
+
+
+@scripted_rule
 def test_rising_scores_train_to_the_cap(tmp_path, monkeypatch):
     _scripted_scores(monkeypatch, new=lambda step: step / 1000, old=lambda step: 0.9)
     _train({**AUTO_RUN, "tasks": "0"}, tmp_path)

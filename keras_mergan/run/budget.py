@@ -181,13 +181,17 @@ class AdaptiveBudget(keras.callbacks.Callback):
         last = self.checks[-1] if self.checks else {}
         cells = []
         for c in new:
-            accuracy = last.get("new_accuracy", {}).get(str(c))
-            confident = last.get("new_confident", {}).get(str(c), accuracy)
+            # As the rule saw them: the mean of the last two checks.
+            accuracy = self._recent("new_accuracy", c)
+            confident = self._recent("new_confident", c)
             reference = last.get("new_reference", {}).get(str(c), [1.0, 1.0])
             name = self.class_names[c]
             if accuracy is None:
                 cells.append(name)
-            elif _learned_share(accuracy, confident, reference, self.rule) >= 1:
+                continue
+            if confident is None:
+                confident = accuracy
+            if _learned_share(accuracy, confident, reference, self.rule) >= 1:
                 cells.append(f"{name} learned ({100 * accuracy:.0f}%)")
             else:
                 cells.append(f"{name} at {100 * accuracy:.0f}%")
@@ -213,6 +217,15 @@ class AdaptiveBudget(keras.callbacks.Callback):
         return [
             float(np.mean(values[max(0, i - 1) : i + 1])) for i in range(len(values))
         ]
+
+    def _recent(self, name: str, label: int) -> float | None:
+        """Category `label`'s score `name` averaged over the last two checks."""
+        values = [
+            c[name][str(label)]
+            for c in self.checks[-2:]
+            if str(label) in c.get(name, {})
+        ]
+        return float(np.mean(values)) if values else None
 
     def _improved_lately(self, name: str) -> bool:
         values = self._series(name)
