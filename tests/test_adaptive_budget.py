@@ -141,8 +141,9 @@ def test_rising_scores_train_to_the_cap(tmp_path, monkeypatch):
     _train({**AUTO_RUN, "tasks": "0"}, tmp_path)
     metrics = _metrics(tmp_path, 1)
     assert (metrics["iterations"], metrics["stop_reason"]) == (400, "cap")
+    # The mean of the last two checks, 0.30 and 0.35.
     assert metrics["budget"]["summary"] == (
-        "reached the 400-iteration cap: 0 at 35%, still rising"
+        "reached the 400-iteration cap: 0 at 32%, still rising"
     )
 
 
