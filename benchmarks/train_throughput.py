@@ -531,7 +531,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "timings (best beside it): the machine is shared.",
         "",
         f"Machine: {meta['cpus']} CPU(s), {meta['machine']}; load average "
-        f"{meta['load_before']} before, {meta['load_after']} after.",
+        f"{meta['load_before']} before, {meta['load_after']} after."
+        + (f" XLA_FLAGS: `{meta['xla_flags']}`." if meta.get("xla_flags") else ""),
         f"FLOPs per iteration (analytic, useful work): "
         f"{meta['flops_per_iteration'] / 1e9:.1f} GFLOP; peaks = best "
         "2048x2048 `keras.ops.matmul` in float32 and in bfloat16, same backend "
@@ -716,6 +717,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()} {platform.processor()}".strip(),
         "load_before": load_before,
         "load_after": round(os.getloadavg()[0], 2),
+        # The workers inherit the environment: XLA's options change JAX's step.
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "flops_per_iteration": results[0]["flops"]["iteration"] if results else 0,
         "flop_count": "analytic (see benchmarks/train_throughput.py docstring)",
     }

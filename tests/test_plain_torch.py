@@ -154,3 +154,6 @@ def test_throughput_table_reports_the_peer_and_the_ratios():
     # Every backend row has the field; the switch table lists the measured ones.
     assert [r["task_switch_s"] is None for r in rows] == [False, True, True]
     assert "| tensorflow | auto (native) | float32 | 0.25 | 0.25 |" in text
+    assert "XLA_FLAGS" not in text
+    flagged = throughput.markdown(rows, {**meta, "xla_flags": "--xla_cpu_use_onednn"})
+    assert "XLA_FLAGS: `--xla_cpu_use_onednn`." in flagged
