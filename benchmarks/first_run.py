@@ -31,7 +31,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-TARGET_MINUTES = 5.0
+TARGET_MINUTES = 2.0
 TARGET_ACCURACY = 0.90
 
 
