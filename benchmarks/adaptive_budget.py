@@ -258,7 +258,9 @@ def markdown(record: dict, machine: str) -> str:
         for run in entry["runs"].values()
         if run.get("rule")
     }
-    notes = [f"Rule of the auto runs: {_rule_text(json.loads(r))}." for r in rules]
+    notes = [
+        f"Rule of the auto runs: {_rule_text(json.loads(r))}." for r in sorted(rules)
+    ]
     for dataset, methods in record.items():
         for method, entry in methods.items():
             for budget, run in entry["runs"].items():
