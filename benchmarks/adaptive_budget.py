@@ -103,6 +103,8 @@ def train_command(
     ]
     if budget == AUTO:
         command += ["--max-iters-per-task", str(args.max_iters_per_task)]
+    if args.seed is not None:
+        command += ["--seed", str(args.seed)]
     if args.cpu is not None:
         command = ["taskset", "-c", args.cpu, *command]
     return command
@@ -152,6 +154,7 @@ def collect(run_dir: Path) -> dict:
     return {
         "run_dir": str(run_dir),
         "preset": info.config.get("preset"),
+        "seed": info.config.get("seed"),
         # An auto run's stopping rule, so that records of several rules compare.
         "rule": metrics[0].get("budget", {}).get("rule"),
         "backend": info.backend,
@@ -390,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         "--max-iters-per-task", type=int, default=DEFAULT_MAX_ITERS_PER_TASK
     )
     parser.add_argument("--cpu", help="run each training under taskset -c CPU")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="the runs' --seed (default: train's); give each seed its own --runs",
+    )
     parser.add_argument(
         "--runs", type=Path, default=Path.home() / "runs" / "adaptive_budget"
     )
