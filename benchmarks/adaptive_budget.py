@@ -5,6 +5,8 @@ Usage::
     python benchmarks/adaptive_budget.py --cpu 1              # every run
     python benchmarks/adaptive_budget.py --datasets fashion --budgets auto,1000
     python benchmarks/adaptive_budget.py --report-only        # tables only
+    python benchmarks/adaptive_budget.py --seed 1 --runs ~/runs/adaptive_budget_seed1 \
+        --results benchmarks/results/adaptive_budget_seed1   # another seed
 
 Each run is ``python -m keras_mergan train`` with no preset named (``--preset
 auto``) and the README's first command's model size (``--width 16

@@ -153,6 +153,10 @@ def test_only_unfinished_runs_are_trained(benchmark, tmp_path, monkeypatch):
         f"--out {runs}/digits/jtr/auto-max2000 --max-iters-per-task 2000"
     )
 
+    commands.clear()
+    assert benchmark.main([*options, "--budgets=1000", "--seed=3"]) == 0
+    assert " ".join(commands[0]).endswith(f"--out {runs}/digits/jtr/1000 --seed 3")
+
     # A failed run is named and fails the script; the others still run.
     monkeypatch.setattr(
         benchmark.subprocess,
