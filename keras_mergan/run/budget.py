@@ -211,21 +211,25 @@ class AdaptiveBudget(keras.callbacks.Callback):
 
     # -- the rule ------------------------------------------------------------
 
-    def _series(self, name: str) -> list[float]:
-        values = [c[name] for c in self.checks if c.get(name) is not None]
+    def _series(self, name: str, label: int | None = None) -> list[float]:
+        """Score `name` (category `label`'s, for per-category scores) at each
+        check, as the rule sees it."""
+        if label is None:
+            values = [c[name] for c in self.checks if c.get(name) is not None]
+        else:
+            values = [
+                c[name][str(label)]
+                for c in self.checks
+                if str(label) in c.get(name, {})
+            ]
         # The mean of two consecutive checks: one lucky sample sets no bar.
         return [
             float(np.mean(values[max(0, i - 1) : i + 1])) for i in range(len(values))
         ]
 
     def _recent(self, name: str, label: int) -> float | None:
-        """Category `label`'s score `name` averaged over the last two checks."""
-        values = [
-            c[name][str(label)]
-            for c in self.checks[-2:]
-            if str(label) in c.get(name, {})
-        ]
-        return float(np.mean(values)) if values else None
+        series = self._series(name, label)
+        return series[-1] if series else None
 
     def _improved_lately(self, name: str) -> bool:
         values = self._series(name)
