@@ -29,6 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from worker_process import print_result, run_worker
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
@@ -61,13 +63,7 @@ def run_case(backend: str, devices: int, args) -> dict:
         f"--warmup={args.warmup}",
         f"--repeats={args.repeats}",
     ]
-    print(f"... {backend}, {devices} device(s)", file=sys.stderr, flush=True)
-    process = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
-    lines = [x for x in process.stdout.splitlines() if x.startswith("RESULT ")]
-    if process.returncode or not lines:
-        sys.stderr.write(process.stderr[-4000:])
-        raise SystemExit(f"{backend} on {devices} device(s) failed")
-    return json.loads(lines[-1][len("RESULT ") :])
+    return run_worker(command, env, f"{backend} on {devices} device(s)", ROOT)
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
@@ -150,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.worker:  # in the subprocess, KERAS_BACKEND and XLA_FLAGS set
         result = worker(args.worker, args.iters, args.warmup, args.repeats)
-        print("RESULT " + json.dumps(result))
+        print_result(result)
         return 0
 
     backends = [b for b in args.backends.split(",") if b]

@@ -75,10 +75,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from worker_process import print_result, run_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -613,20 +614,8 @@ def _measure(backend: str, worker_arg: str, precision: str, args) -> dict:
         f"--warmup={args.warmup}",
         f"--repeats={args.repeats}",
     ]
-    case = f"{backend} / {worker_arg} / {precision}"
-    print(f"... {case}", file=sys.stderr, flush=True)
-    proc = subprocess.run(
-        command,
-        env=dict(os.environ, KERAS_BACKEND=backend),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"{case} failed")
-    return json.loads(lines[-1][len("RESULT ") :])
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    return run_worker(command, env, f"{backend} / {worker_arg} / {precision}", ROOT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -665,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
             result = plain_worker(args.worker.removeprefix("plain-"), *timings)
         else:
             result = worker(args.architecture, args.worker, *timings)
-        print("RESULT " + json.dumps(result))
+        print_result(result)
         return 0
 
     backends = [b for b in args.backends.split(",") if b]
