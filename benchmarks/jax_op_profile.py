@@ -42,7 +42,6 @@ import os
 import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from worker_process import print_result, run_worker
@@ -134,38 +133,9 @@ def read_trace(folder: str | Path) -> list[dict]:
 def worker(precision: str, iters: int, warmup: int) -> dict:
     """Profiles `iters` iterations of the step at `precision` in this process."""
     import jax
-    import keras
-    import numpy as np
-    from train_throughput import ARCHITECTURES, BATCH, N_CRITIC, build_networks
+    from train_throughput import timed_gan
 
-    from keras_mergan.backend.precision import precision_scope
-    from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
-
-    keras.utils.set_random_seed(0)
-    with precision_scope(precision):
-        generator, critic = build_networks("dcgan32", "auto")
-    gan = ConditionalWGANGP(generator, critic, n_critic=N_CRITIC, seed=0)
-    gan.compile()
-    classes, channels, size, _ = ARCHITECTURES["dcgan32"]
-    per_step = N_CRITIC * BATCH
-    steps = max(iters, warmup)
-    rng = np.random.default_rng(0)
-    images = rng.uniform(-1, 1, (steps * per_step, size, size, channels))
-    labels = rng.integers(0, classes, steps * per_step).astype("int32")
-
-    def fit(n):
-        started = time.perf_counter()
-        gan.fit(
-            images[: n * per_step].astype("float32"),
-            labels[: n * per_step],
-            batch_size=per_step,
-            epochs=1,
-            steps_per_epoch=n,
-            shuffle=False,
-            verbose=0,
-        )
-        return time.perf_counter() - started
-
+    _, fit = timed_gan("dcgan32", "auto", precision, max(iters, warmup))
     fit(warmup)
     with tempfile.TemporaryDirectory() as folder:
         with jax.profiler.trace(folder):

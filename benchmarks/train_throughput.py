@@ -221,38 +221,25 @@ def build_networks(architecture: str, conv: str):
     )
 
 
-def worker(
-    architecture: str,
-    implementation: str,
-    precision: str,
-    iters: int,
-    warmup: int,
-    repeats: int,
-) -> dict:
-    """Measures one (backend, implementation, precision) in this process."""
+def timed_gan(architecture: str, implementation: str, precision: str, steps: int):
+    """The benchmarked GAN (seeded) and `fit(n)`: `n` iterations (at most
+    `steps`) on random images, returning their seconds."""
     import keras
     import numpy as np
 
-    from keras_mergan.backend import training_backend
     from keras_mergan.backend.precision import precision_scope
     from keras_mergan.methods.conditional_wgan_gp import ConditionalWGANGP
 
-    backend = keras.config.backend()
-    resolved = implementation
-    if implementation == "auto":
-        matmul = training_backend().prefer_matmul_convolutions()
-        resolved = "matmul" if matmul else "native"
     keras.utils.set_random_seed(0)
     conv = "native" if implementation == "stock" else implementation
     with precision_scope(precision):
-        generator, critic = build_networks(architecture, conv)
+        networks = build_networks(architecture, conv)
         if implementation == "stock":
-            generator, critic = stock_model(generator), stock_model(critic)
-    num_classes, channels, size, _ = ARCHITECTURES[architecture]
-    gan = ConditionalWGANGP(generator, critic, n_critic=N_CRITIC, seed=0)
+            networks = [stock_model(model) for model in networks]
+    gan = ConditionalWGANGP(*networks, n_critic=N_CRITIC, seed=0)
     gan.compile()
+    num_classes, channels, size, _ = ARCHITECTURES[architecture]
     per_step = N_CRITIC * BATCH
-    steps = max(iters, warmup)
     rng = np.random.default_rng(0)
     shape = (steps * per_step, size, size, channels)
     images = rng.uniform(-1, 1, shape).astype("float32")
@@ -271,14 +258,36 @@ def worker(
         )
         return time.perf_counter() - start
 
+    return gan, fit
+
+
+def worker(
+    architecture: str,
+    implementation: str,
+    precision: str,
+    iters: int,
+    warmup: int,
+    repeats: int,
+) -> dict:
+    """Measures one (backend, implementation, precision) in this process."""
+    import keras
+
+    from keras_mergan.backend import training_backend
+
+    backend = keras.config.backend()
+    resolved = implementation
+    if implementation == "auto":
+        matmul = training_backend().prefer_matmul_convolutions()
+        resolved = "matmul" if matmul else "native"
+    gan, fit = timed_gan(architecture, implementation, precision, max(iters, warmup))
     warmup_s = fit(warmup)
     seconds = [fit(iters) / iters for _ in range(repeats)]
-    flops = iteration_flops(generator, critic, BATCH, N_CRITIC)
+    flops = iteration_flops(gan.generator, gan.critic, BATCH, N_CRITIC)
     # The stock layers stand for the model before the fast ones: their
     # throughput is the point, not the methods' task boundaries.
     switch = None
     if implementation != "stock":
-        switch = task_switch_seconds(architecture, conv, precision)
+        switch = task_switch_seconds(architecture, implementation, precision)
     return {
         "backend": backend,
         "architecture": architecture,
