@@ -21,7 +21,6 @@ from keras_mergan import cli
 ROOT = Path(__file__).resolve().parent.parent
 
 
-
 def run_info(run_dir: Path) -> dict:
     return json.loads((run_dir / "run.json").read_text())
 

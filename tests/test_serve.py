@@ -351,8 +351,7 @@ def test_sample_takes_a_run_folder_writes_the_suffixs_format_and_checks_out(
         assert image.format == "JPEG"
     refused = {
         "nodir/y.png": f"the folder {tmp_path / 'nodir'} does not exist",
-        "y.xyz": "no image format is named by .xyz: end it with .png, .jpg, "
-        ".webp, ...",
+        "y.xyz": "no image format is named by .xyz: end it with .png, .jpg, .webp, ...",
         ".": "a folder, not a file",
     }
     for out, problem in refused.items():
