@@ -10,7 +10,14 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import TINY_RUN_SAMPLES, TINY_RUN_STEPS, TINY_RUN_TASKS, tiny_gan
+from helpers import (
+    TINY_CLI_RUN,
+    TINY_RUN_SAMPLES,
+    TINY_RUN_STEPS,
+    TINY_RUN_TASKS,
+    tiny_gan,
+    wiring_test,
+)
 
 from keras_mergan import cli
 from keras_mergan.data.tasks import TaskStream
@@ -221,3 +228,35 @@ def test_score_tables_show_the_seen_classes_only(report):
         table = text[text.index(title) :].split("\n\n")[1]
         assert table.splitlines()[0] == "| task | 0 | 1 | all |", title
         assert [line.count("|") for line in table.splitlines()] == [5] * 4
+
+
+@wiring_test
+def test_a_generator_without_classes_is_scored_by_class_shares(
+    tmp_path, untrained_evaluator, monkeypatch, capsys
+):
+    # LT-GANs draws no class: no per-class accuracy, which for it would be
+    # the share of all its samples that happen to look like that class.
+    run_dir = tmp_path / "run"
+    options = ["--method=ltgan", "--tasks=0-1", "--width=4", f"--out={run_dir}"]
+    assert cli.main([*TINY_CLI_RUN, *options]) == 0
+    monkeypatch.setattr(Evaluator, "for_dataset", lambda *a, **k: untrained_evaluator)
+    argv = ["evaluate", str(run_dir), "--samples=4", "--no-precision-recall"]
+    assert cli.main([*argv, "--reverse-accuracy"]) == 0
+    out = capsys.readouterr().out
+    saved = json.loads((run_dir / "evaluation.json").read_text())
+    first, second = saved["tasks"]
+    assert second["seen_classes"] == [0, 1]
+    assert "accuracy" not in second and "kid_per_class" not in second
+    shares = second["generated_classes"]
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert 0 <= second["seen_class_fraction"] <= shares["0"] + shares["1"] + 1e-9
+    assert second["fid"] >= 0
+    assert saved["accuracy_matrix"]["tasks"] == [] and saved["continual"] is None
+    # 4 samples per seen class: 8 for task 2, whose shares are eighths.
+    assert all((8 * share).is_integer() for share in shares.values())
+    table = out[out.index("| task | 0 | 1 | seen, p >= 0.9 | FID |") :]
+    assert table.splitlines()[3] == (
+        f"| 2 | {100 * shares['0']:.1f} | {100 * shares['1']:.1f} | "
+        f"{100 * second['seen_class_fraction']:.1f} | {second['fid']:.2f} |"
+    )
+    assert "Average accuracy" not in out

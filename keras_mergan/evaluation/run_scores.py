@@ -27,6 +27,12 @@ during training with the same seed and sample count) and reports
   accuracy, per-class forgetting and backward transfer
   (`keras_mergan.evaluation.continual`).
 
+A generator that draws no class (LT-GANs) has no per-class accuracy: for
+each task it is scored as during training
+(`keras_mergan.evaluation.unconditional.task_report`), by the share of its
+samples the evaluator puts in each class, the share it confidently puts in
+a seen class, and the FID against the seen classes' real test images.
+
 ``keras-mergan evaluate RUN_DIR`` prints the tables of
 `keras_mergan.evaluation.tables.format_evaluation`
 and writes the report to ``RUN_DIR/evaluation.json``.
@@ -52,6 +58,7 @@ from keras_mergan.evaluation.scores import (
     kernel_distance,
 )
 from keras_mergan.evaluation.scores import precision_recall as precision_recall_scores
+from keras_mergan.evaluation.unconditional import task_report
 from keras_mergan.run_folder import (
     EVALUATION_FILE,
     check_task_model,
@@ -61,6 +68,7 @@ from keras_mergan.run_folder import (
     read_task_metrics,
     write_json,
 )
+from keras_mergan.sampling import draws_classes
 
 __all__ = [
     "evaluate_run",
@@ -181,6 +189,12 @@ def evaluate_run(
         few real test images) and ``reverse_accuracy`` (None with a single
         seen class); then ``accuracy_matrix`` (`AccuracyMatrix.to_dict`)
         and ``continual`` (`keras_mergan.evaluation.continual.summarize`).
+        A task of a generator that draws no class has, instead of the
+        accuracies and per-class scores, ``generated_classes``,
+        ``seen_class_fraction``, ``confidence`` and ``fid`` over
+        ``samples`` images per seen class (see the module doc), and no
+        reverse accuracy (its samples carry no label); its tasks are not in
+        the accuracy matrix, and ``continual`` is None without any other.
 
     Example:
         >>> report = evaluate_run("runs/ra-digits", samples=200)  # doctest: +SKIP
@@ -206,6 +220,7 @@ def evaluate_run(
         check_task_model(run_dir, number)
     if evaluator is None:
         evaluator = Evaluator.for_dataset(dataset)
+    draws_class = draws_classes(read_run_info(run_dir).method)
     real_features: dict[int, np.ndarray] = {}
     wanted_scores = {"fid": fid, "kid": kid, "precision_recall": precision_recall}
     scores = {name: FEATURE_SCORES[name] for name, on in wanted_scores.items() if on}
@@ -214,6 +229,18 @@ def evaluate_run(
         logger.info(f"evaluating task {number}/{available[-1]}")
         gan = load_task_model(run_dir, number)
         seen = [int(c) for c in read_task_metrics(run_dir, number)["seen_classes"]]
+        if not draws_class:
+            report = task_report(
+                gan,
+                seen,
+                dataset.x_test,
+                dataset.y_test,
+                evaluator,
+                samples=samples * len(seen),
+                seed=seed,
+            )
+            results.append({"task": number, "seen_classes": seen, **report})
+            continue
         images, accuracy = _generated_images(gan, evaluator, seen, samples, seed)
         row = {
             "task": number,
@@ -237,7 +264,8 @@ def evaluate_run(
         "evaluator": str(evaluator.cache_path) if evaluator.cache_path else None,
         "tasks": results,
         "accuracy_matrix": matrix.to_dict(),
-        "continual": summarize(matrix),
+        # A run whose generator draws no class has no accuracy to summarise.
+        "continual": summarize(matrix) if matrix.tasks else None,
     }
     write_json(run_dir / EVALUATION_FILE, report)
     return report

@@ -8,7 +8,12 @@ summaries, FID, KID, precision/recall).
 
 from collections.abc import Sequence
 
-__all__ = ["format_accuracy_table", "format_continual", "format_evaluation"]
+__all__ = [
+    "format_accuracy_table",
+    "format_class_shares",
+    "format_continual",
+    "format_evaluation",
+]
 
 
 def format_accuracy_table(results: Sequence[dict], class_names: Sequence[str]) -> str:
@@ -58,10 +63,57 @@ def format_accuracy_table(results: Sequence[dict], class_names: Sequence[str]) -
     return "\n".join(lines)
 
 
+def format_class_shares(results: Sequence[dict], class_names: Sequence[str]) -> str:
+    """Markdown table of a generator that draws no class: per task, the share
+    (%) of its samples the evaluator puts in each seen class, the share it
+    confidently puts in a seen class, and the FID.
+
+    Example:
+        >>> rows = [{"task": 2, "seen_classes": [0, 1], "confidence": 0.9,
+        ...          "generated_classes": {"0": 0.5, "1": 0.25, "2": 0.25},
+        ...          "seen_class_fraction": 0.6, "fid": 12.5}]
+        >>> print(format_class_shares(rows, ["zero", "one", "two"]))
+        | task | zero | one | seen, p >= 0.9 | FID |
+        |---|---|---|---|---|
+        | 2 | 50.0 | 25.0 | 60.0 | 12.50 |
+    """
+    shown = list(dict.fromkeys(c for row in results for c in row["seen_classes"]))
+    confidence = results[0]["confidence"]
+    titles = [
+        "task",
+        *(class_names[int(c)] for c in shown),
+        f"seen, p >= {confidence:g}",
+        "FID",
+    ]
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+    for row in results:
+        shares = row["generated_classes"]
+        cells = [str(row["task"])]
+        cells += [
+            f"{100 * shares[str(c)]:.1f}" if c in row["seen_classes"] else ""
+            for c in shown
+        ]
+        cells.append(f"{100 * row['seen_class_fraction']:.1f}")
+        cells.append(_number(row.get("fid")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def format_evaluation(report: dict) -> str:
-    """Accuracy table, continual summaries, and FID, KID, precision/recall tables."""
+    """Accuracy table (class-share table for a generator that draws no
+    class), continual summaries, and FID, KID, precision/recall tables."""
     names = report["class_names"]
-    text = format_accuracy_table(report["tasks"], names)
+    scored = [row for row in report["tasks"] if "accuracy" in row]
+    classless = [row for row in report["tasks"] if "generated_classes" in row]
+    parts = []
+    if scored:
+        parts.append(format_accuracy_table(scored, names))
+    if classless:
+        parts.append(
+            "Share (%) of the samples the evaluator puts in each seen class\n\n"
+            + format_class_shares(classless, names)
+        )
+    text = "\n\n".join(parts)
     if report.get("continual"):
         text += "\n\n" + format_continual(report["continual"])
     tables = (
