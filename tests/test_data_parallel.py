@@ -71,7 +71,12 @@ if keras.config.backend() == "jax":
 def test_two_devices_match_one_device(name):
     env = dict(
         os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        XLA_FLAGS=" ".join(
+            [
+                os.environ.get("XLA_FLAGS", ""),
+                "--xla_force_host_platform_device_count=2",
+            ]
+        ).strip(),
         PYTHONPATH=str(TESTS.parent),
     )
     run = subprocess.run(

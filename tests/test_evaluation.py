@@ -260,3 +260,6 @@ def test_a_generator_without_classes_is_scored_by_class_shares(
         f"{100 * second['seen_class_fraction']:.1f} | {second['fid']:.2f} |"
     )
     assert "Average accuracy" not in out
+    assert cli.main([*argv, "--no-fid"]) == 0
+    saved = json.loads((run_dir / "evaluation.json").read_text())
+    assert "fid" not in saved["tasks"][1] and "FID" not in capsys.readouterr().out

@@ -191,7 +191,7 @@ def evaluate_run(
         and ``continual`` (`keras_mergan.evaluation.continual.summarize`).
         A task of a generator that draws no class has, instead of the
         accuracies and per-class scores, ``generated_classes``,
-        ``seen_class_fraction``, ``confidence`` and ``fid`` over
+        ``seen_class_fraction``, ``confidence`` and (with `fid`) ``fid`` over
         ``samples`` images per seen class (see the module doc), and no
         reverse accuracy (its samples carry no label); its tasks are not in
         the accuracy matrix, and ``continual`` is None without any other.
@@ -239,6 +239,8 @@ def evaluate_run(
                 samples=samples * len(seen),
                 seed=seed,
             )
+            if not fid:
+                report.pop("fid", None)
             results.append({"task": number, "seen_classes": seen, **report})
             continue
         images, accuracy = _generated_images(gan, evaluator, seen, samples, seed)

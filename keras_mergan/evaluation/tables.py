@@ -66,7 +66,7 @@ def format_accuracy_table(results: Sequence[dict], class_names: Sequence[str]) -
 def format_class_shares(results: Sequence[dict], class_names: Sequence[str]) -> str:
     """Markdown table of a generator that draws no class: per task, the share
     (%) of its samples the evaluator puts in each seen class, the share it
-    confidently puts in a seen class, and the FID.
+    confidently puts in a seen class, and the FID where the rows have it.
 
     Example:
         >>> rows = [{"task": 2, "seen_classes": [0, 1], "confidence": 0.9,
@@ -79,11 +79,12 @@ def format_class_shares(results: Sequence[dict], class_names: Sequence[str]) -> 
     """
     shown = list(dict.fromkeys(c for row in results for c in row["seen_classes"]))
     confidence = results[0]["confidence"]
+    with_fid = any("fid" in row for row in results)
     titles = [
         "task",
         *(class_names[int(c)] for c in shown),
         f"seen, p >= {confidence:g}",
-        "FID",
+        *(["FID"] if with_fid else []),
     ]
     lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for row in results:
@@ -94,7 +95,8 @@ def format_class_shares(results: Sequence[dict], class_names: Sequence[str]) -> 
             for c in shown
         ]
         cells.append(f"{100 * row['seen_class_fraction']:.1f}")
-        cells.append(_number(row.get("fid")))
+        if with_fid:
+            cells.append(_number(row.get("fid")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
