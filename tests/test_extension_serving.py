@@ -20,7 +20,7 @@ from synthetic_run import cached_run
 
 from keras_mergan.run_folder import sha256_file
 
-pytestmark = pytest.mark.backend_independent
+pytestmark = [pytest.mark.backend_independent, pytest.mark.serving]
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
