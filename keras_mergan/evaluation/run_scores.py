@@ -238,9 +238,8 @@ def evaluate_run(
                 evaluator,
                 samples=samples * len(seen),
                 seed=seed,
+                fid=fid,
             )
-            if not fid:
-                report.pop("fid", None)
             results.append({"task": number, "seen_classes": seen, **report})
             continue
         images, accuracy = _generated_images(gan, evaluator, seen, samples, seed)

@@ -73,11 +73,13 @@ def task_report(
     evaluator=None,
     samples: int = 1000,
     seed: int = 0,
+    fid: bool = True,
 ) -> dict:
     """The report of a DGR or LT-GANs model after a task (see the module doc).
 
     Scores on test images are left out when the seen classes have none (a
-    small folder's test split can be empty); the FID needs two of them.
+    small folder's test split can be empty); the FID needs two of them, and
+    is left out with `fid=False`.
     """
     seen = np.flatnonzero(np.isin(test_labels, list(seen_classes)))
     real = test_images[seen]
@@ -91,7 +93,7 @@ def task_report(
                 evaluator, generated, seen_classes, solver_labels=solver_labels
             )
         )
-        if len(seen) >= 2:
+        if fid and len(seen) >= 2:
             report["fid"] = feature_distance(
                 evaluator.features(generated), evaluator.features(real)
             )
