@@ -11,6 +11,7 @@ from helpers import TINY_CLI_RUN, TINY_RUN_CONFIG, fit_run, wiring_test
 from keras_mergan import cli
 from keras_mergan.run.callbacks import TaskExport, TaskSequence, TrainingCheckpoint
 from keras_mergan.run.config import RunConfig
+from keras_mergan.run.interrupt import InterruptGuard
 from keras_mergan.run.training import prepare_run, train_run
 from keras_mergan.run_folder import CHECKPOINT_FOLDER, finished_tasks
 
@@ -43,7 +44,8 @@ def test_fit_with_the_run_callbacks_writes_what_the_command_writes(tmp_path):
     )
     run = prepare_run(config, python_run, verbose=0)
     callbacks = run.fit_callbacks()
-    assert [type(c) for c in callbacks[:1] + callbacks[-1:]] == [
+    assert [type(c) for c in callbacks[:2] + callbacks[-1:]] == [
+        InterruptGuard,
         TaskSequence,
         TrainingCheckpoint,
     ]

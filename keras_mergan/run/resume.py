@@ -36,6 +36,7 @@ from keras_mergan.data.tasks import TaskSequence, TaskStream
 from keras_mergan.logs import warn
 from keras_mergan.methods.growth import grow_categories
 from keras_mergan.run.budget import AdaptiveBudget, ended_by_budget
+from keras_mergan.run.interrupt import InterruptGuard
 from keras_mergan.run.recorder import noise_variables
 from keras_mergan.run_folder import (
     CHECKPOINT_FOLDER,
@@ -284,7 +285,12 @@ def fit_tasks(
                 initial_epoch=task,
                 epochs=last,
                 steps_per_epoch=stream.steps_per_task - step,
-                callbacks=[TaskSequence(part), *callbacks, checkpoint],
+                callbacks=[
+                    InterruptGuard(),
+                    TaskSequence(part),
+                    *callbacks,
+                    checkpoint,
+                ],
                 shuffle=False,
                 verbose=verbose,
             )

@@ -44,6 +44,7 @@ from keras_mergan.run.callbacks import (
 )
 from keras_mergan.run.config import RunConfig
 from keras_mergan.run.extension import check_extension
+from keras_mergan.run.interrupt import InterruptGuard
 from keras_mergan.run.resume import (
     ResumePoint,
     RunMismatchError,
@@ -180,7 +181,12 @@ class PreparedRun:
             self.stream,
             self.config.checkpoint_every,
         )
-        return [TaskSequence(self.stream), *self.callbacks, checkpoint]
+        return [
+            InterruptGuard(),
+            TaskSequence(self.stream),
+            *self.callbacks,
+            checkpoint,
+        ]
 
 
 def prepare_run(

@@ -1,0 +1,56 @@
+"""Ctrl-C stops `model.fit` even when a library swallows the interrupt."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import keras
+
+
+class InterruptGuard(keras.callbacks.Callback):
+    """Raises `KeyboardInterrupt` at the next batch end after a Ctrl-C that
+    never reached the training loop.
+
+    Python raises `KeyboardInterrupt` wherever the main thread is when
+    SIGINT arrives. At every batch end Keras converts the logs to NumPy, and
+    when the signal lands inside NumPy's conversion of a JAX array, NumPy
+    drops the exception: the run went on as if Ctrl-C had not been pressed.
+    While fitting, this callback's handler raises as Python's does and also
+    remembers the press, so a swallowed one is raised again a batch later.
+    A handler set by the program (or SIGINT ignored) is left as it is, and
+    so is any thread but the main one, where handlers cannot be set.
+
+    Example:
+
+    >>> # model.fit(stream, callbacks=[InterruptGuard(), TaskSequence(stream)])
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pressed = False
+        self._installed = False
+
+    def on_train_begin(self, logs=None) -> None:
+        self.pressed = False
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            signal.signal(signal.SIGINT, self._interrupt)
+            self._installed = True
+
+    def _interrupt(self, signum, frame) -> None:
+        self.pressed = True
+        signal.default_int_handler(signum, frame)
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def on_train_end(self, logs=None) -> None:
+        # A fit ended by the interrupt skips this; the handler left behind
+        # raises as Python's own does, and the next fit resets the press.
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._installed = False
