@@ -5,6 +5,8 @@ Usage::
     python benchmarks/adaptive_budget.py --cpu 1              # every run
     python benchmarks/adaptive_budget.py --datasets fashion --budgets auto,1000
     python benchmarks/adaptive_budget.py --report-only        # tables only
+    python benchmarks/adaptive_budget.py --across-seeds 0=benchmarks/results \
+        1=benchmarks/results/adaptive_budget_seed1           # seeds side by side
     python benchmarks/adaptive_budget.py --seed 1 --runs ~/runs/adaptive_budget_seed1 \
         --results benchmarks/results/adaptive_budget_seed1   # another seed
 
@@ -363,6 +365,138 @@ def write_report(args: argparse.Namespace) -> str:
     return text
 
 
+GAP_KEY = f"accuracy_gap_vs_fixed_{REFERENCE_BUDGET}"
+FRACTION_KEY = f"iteration_fraction_vs_fixed_{REFERENCE_BUDGET}"
+GAIN_KEY = f"accuracy_gain_vs_fixed_{BASELINE_BUDGET}"
+
+
+def across_seeds(records: dict[int, dict]) -> dict:
+    """`auto`'s comparisons in several seeds' records (seed -> the JSON
+    record `write_report` wrote), per dataset and method, with their means
+    and the targets judged on the means."""
+    summary: dict = {}
+    for seed, record in sorted(records.items()):
+        for dataset, methods in record["datasets"].items():
+            for method, entry in methods.items():
+                if "auto_run" not in entry:
+                    continue
+                auto = entry["runs"][entry["auto_run"]]
+                row = {
+                    "seed": seed,
+                    "engine": f"{auto['backend']} {auto['precision']}",
+                    "auto_final_mean_accuracy": auto["final_mean_accuracy"],
+                    "auto_total_iterations": auto["total_iterations"],
+                }
+                row |= {
+                    k: entry[k] for k in (GAP_KEY, FRACTION_KEY, GAIN_KEY) if k in entry
+                }
+                summary.setdefault(dataset, {}).setdefault(method, {"seeds": []})
+                summary[dataset][method]["seeds"].append(row)
+    for dataset, methods in summary.items():
+        for entry in methods.values():
+            for key in (GAP_KEY, FRACTION_KEY, GAIN_KEY):
+                values = [row[key] for row in entry["seeds"] if key in row]
+                if values:
+                    entry[f"mean_{key}"] = round(sum(values) / len(values), 3)
+                    entry[f"seeds_with_{key}"] = len(values)
+            if f"mean_{GAP_KEY}" in entry and f"mean_{FRACTION_KEY}" in entry:
+                entry["target_gap_and_fraction_met"] = (
+                    entry[f"mean_{GAP_KEY}"] <= TARGET_GAP_POINTS
+                    and entry[f"mean_{FRACTION_KEY}"] <= TARGET_ITERATION_FRACTION
+                )
+            if f"mean_{GAIN_KEY}" in entry and dataset in GAIN_TARGET_DATASETS:
+                entry["target_gain_met"] = (
+                    entry[f"mean_{GAIN_KEY}"] >= TARGET_GAIN_POINTS
+                )
+    return summary
+
+
+def seeds_markdown(summary: dict) -> str:
+    def comparisons(row: dict) -> str:
+        return " | ".join(
+            format(row[key], form) if key in row else "-"
+            for key, form in (
+                (GAP_KEY, "+.2f"),
+                (FRACTION_KEY, ".0%"),
+                (GAIN_KEY, "+.2f"),
+            )
+        )
+
+    lines = [
+        "# Adaptive per-task budget over seeds",
+        "",
+        "`auto` against the fixed budgets in each seed's record (each seed's runs "
+        "on one machine, compared only with each other), and the means. Gap: "
+        f"fixed {REFERENCE_BUDGET}'s final mean accuracy minus `auto`'s, in points "
+        f"(positive: auto lower); gain: `auto`'s minus fixed {BASELINE_BUDGET}'s.",
+        "",
+        "| dataset | method | seed | backend, precision | auto final (%) "
+        f"| auto iterations | gap vs {REFERENCE_BUDGET} | iterations vs "
+        f"{REFERENCE_BUDGET} | gain vs {BASELINE_BUDGET} |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    notes = []
+    for dataset, methods in summary.items():
+        for method, entry in methods.items():
+            for row in entry["seeds"]:
+                lines.append(
+                    f"| {dataset} | {method} | {row['seed']} | {row['engine']} "
+                    f"| {row['auto_final_mean_accuracy']:.2f} "
+                    f"| {row['auto_total_iterations']} | {comparisons(row)} |"
+                )
+            means = {
+                k.removeprefix("mean_"): v
+                for k, v in entry.items()
+                if k.startswith("mean_")
+            }
+            counts = sorted(
+                {v for k, v in entry.items() if k.startswith("seeds_with_")}
+            )
+            lines.append(
+                f"| {dataset} | {method} | mean of {'/'.join(map(str, counts))} | | | "
+                f"| {comparisons(means)} |"
+            )
+            if "target_gap_and_fraction_met" in entry:
+                notes.append(
+                    f"- {dataset} {method}, means: within {TARGET_GAP_POINTS:g} point "
+                    f"of fixed {REFERENCE_BUDGET} using at most "
+                    f"{100 * TARGET_ITERATION_FRACTION:.0f}% of its iterations: "
+                    f"{_met(entry['target_gap_and_fraction_met'])}."
+                )
+            if "target_gain_met" in entry:
+                notes.append(
+                    f"- {dataset} {method}, means: at least +{TARGET_GAIN_POINTS:g} "
+                    f"points over fixed {BASELINE_BUDGET}: "
+                    f"{_met(entry['target_gain_met'])}."
+                )
+    return "\n".join([*lines, "", *notes]) + "\n"
+
+
+def write_seeds_report(args: argparse.Namespace) -> str:
+    """Writes `adaptive_budget_seeds.{json,md}` from `--across-seeds`'s
+    records; returns the markdown."""
+    records = {
+        seed: json.loads((folder / "adaptive_budget.json").read_text())
+        for seed, folder in args.across_seeds
+    }
+    summary = across_seeds(records)
+    text = seeds_markdown(summary)
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = args.results / "adaptive_budget_seeds"
+    stem.with_suffix(".md").write_text(text)
+    sources = {str(seed): str(folder) for seed, folder in args.across_seeds}
+    record = {"records": sources, "datasets": summary}
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    return text
+
+
+def _seed_record(text: str) -> tuple[int, Path]:
+    seed, _, folder = text.partition("=")
+    if not seed.isdigit() or not folder:
+        raise argparse.ArgumentTypeError(f"expected SEED=FOLDER, got {text!r}")
+    return int(seed), Path(folder)
+
+
 def _budgets(text: str) -> list[str]:
     budgets = [part.strip() for part in text.split(",") if part.strip()]
     for budget in budgets:
@@ -410,7 +544,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="only rebuild the tables"
     )
+    parser.add_argument(
+        "--across-seeds",
+        nargs="+",
+        type=_seed_record,
+        metavar="SEED=FOLDER",
+        help="only summarise the records (adaptive_budget.json) in these results "
+        "folders, one per seed, into RESULTS/adaptive_budget_seeds.{json,md}",
+    )
     args = parser.parse_args(argv)
+    if args.across_seeds:
+        print(write_seeds_report(args))
+        return 0
     failed = []
     for dataset in [] if args.report_only else args.datasets:
         for method in args.methods:

@@ -178,3 +178,43 @@ def test_a_real_run_folder_is_read(benchmark, tmp_path):
     assert collected["seconds"] == pytest.approx(
         sum(t["seconds"] for t in collected["tasks"]), abs=0.1
     )
+
+
+@pytest.mark.backend_independent
+def test_seeds_are_summarised_side_by_side_with_their_means(benchmark, tmp_path):
+    for seed, auto, fixed_500, fixed_1000 in (
+        (0, 0.82, 0.80, 0.81),
+        (1, 0.89, 0.83, 0.0),
+    ):
+        method = tmp_path / f"runs{seed}" / "fashion" / "jtr"
+        _write_run(method / "auto-max4000", auto, [600] * 5, "learned")
+        _write_run(method / "500", fixed_500, [500] * 5)
+        if fixed_1000:
+            _write_run(method / "1000", fixed_1000, [1000] * 5)
+        _report(benchmark, tmp_path / f"runs{seed}", tmp_path / f"results{seed}")
+    seeds = [f"{seed}={tmp_path / f'results{seed}'}" for seed in (0, 1)]
+    out = tmp_path / "summary"
+    assert benchmark.main(["--across-seeds", *seeds, f"--results={out}"]) == 0
+
+    entry = json.loads((out / "adaptive_budget_seeds.json").read_text())["datasets"]
+    entry = entry["fashion"]["jtr"]
+    assert [row["seed"] for row in entry["seeds"]] == [0, 1]
+    assert entry["mean_accuracy_gain_vs_fixed_500"] == pytest.approx(4.0)
+    assert entry["seeds_with_accuracy_gain_vs_fixed_500"] == 2
+    # Only seed 0 has a fixed-1000 run: its gap is the mean of one.
+    assert entry["mean_accuracy_gap_vs_fixed_1000"] == pytest.approx(-1.0)
+    assert entry["seeds_with_accuracy_gap_vs_fixed_1000"] == 1
+    assert entry["target_gain_met"] and entry["target_gap_and_fraction_met"]
+    markdown = (out / "adaptive_budget_seeds.md").read_text()
+    assert (
+        "| fashion | jtr | 1 | tensorflow bfloat16 | 89.00 | 3000 | - | - | +6.00 |"
+        in (markdown)
+    )
+    assert "| fashion | jtr | mean of 1/2 | | | | -1.00 | 60% | +4.00 |" in markdown
+
+
+@pytest.mark.backend_independent
+def test_a_seed_record_names_its_seed(benchmark, capsys):
+    with pytest.raises(SystemExit):
+        benchmark.main(["--across-seeds", "benchmarks/results"])
+    assert "expected SEED=FOLDER" in capsys.readouterr().err
