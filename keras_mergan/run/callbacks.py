@@ -2,19 +2,20 @@
 
 `keras-mergan train` and `train_run` fit with exactly these, in this order:
 
-1. `TaskSequence`: one task per epoch (`begin_task` at each epoch begin);
-2. `RunRecorder`: each task's `gan.keras`, `grid.png`, `metrics.json` and
+1. `InterruptGuard`: Ctrl-C stops the fit even where a library swallows it;
+2. `TaskSequence`: one task per epoch (`begin_task` at each epoch begin);
+3. `RunRecorder`: each task's `gan.keras`, `grid.png`, `metrics.json` and
    `metrics.csv` row, and `run.json`;
    `TaskProgress` (with `verbose`): a header, progress and an accuracy line
    per task, for a `fit(verbose=0)`;
-3. `UnconditionalReport` (DGR, LT-GANs): class shares, FID, solver accuracy
+4. `UnconditionalReport` (DGR, LT-GANs): class shares, FID, solver accuracy
    and student NLL of the task, merged into its `metrics.json`;
-4. `ReplayHealth` (replay methods, with an evaluator): the evaluator's
+5. `ReplayHealth` (replay methods, with an evaluator): the evaluator's
    accuracy and class shares on the replay generator's samples of the old
    classes, merged into `metrics.json`, with a `ReplayHealthWarning` for a
    class that collapsed;
-5. `TaskExport` (optional): each task's SavedModel and ONNX export;
-6. `TrainingCheckpoint`: the mid-task training state under `resume/`.
+6. `TaskExport` (optional): each task's SavedModel and ONNX export;
+7. `TrainingCheckpoint`: the mid-task training state under `resume/`.
 
 Callbacks after `RunRecorder` find the task's folder written; the
 checkpoint comes last so that a task counts as done only once every file of
@@ -33,6 +34,7 @@ import numpy as np
 from keras_mergan.data.tasks import TaskSequence, TaskStream
 from keras_mergan.evaluation import replay_health
 from keras_mergan.logs import warn
+from keras_mergan.run.interrupt import InterruptGuard
 from keras_mergan.run.progress import TaskProgress
 from keras_mergan.run.recorder import RunRecorder
 from keras_mergan.run.resume import TrainingCheckpoint
@@ -41,6 +43,7 @@ from keras_mergan.run_folder import task_dir
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "InterruptGuard",
     "ReplayHealth",
     "RunRecorder",
     "TaskExport",
