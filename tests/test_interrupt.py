@@ -18,6 +18,13 @@ def python_sigint_handler():
     signal.signal(signal.SIGINT, previous)
 
 
+def _press_and_swallow_ctrl_c():
+    try:
+        signal.raise_signal(signal.SIGINT)
+    except KeyboardInterrupt:
+        pass
+
+
 class DropsCtrlC(keras.callbacks.Callback):
     """Ctrl-C pressed after the first batch and swallowed, as NumPy swallows
     it inside the conversion of a JAX array."""
@@ -29,10 +36,14 @@ class DropsCtrlC(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.batches.append(batch)
         if batch == 0:
-            try:
-                signal.raise_signal(signal.SIGINT)
-            except KeyboardInterrupt:
-                pass
+            _press_and_swallow_ctrl_c()
+
+
+class DropsCtrlCAtTheEnd(keras.callbacks.Callback):
+    """Ctrl-C swallowed after the last batch, while a task's end is scored."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        _press_and_swallow_ctrl_c()
 
 
 def _fit(callbacks):
@@ -51,6 +62,14 @@ def test_a_swallowed_ctrl_c_stops_the_fit_at_the_next_batch(python_sigint_handle
     with pytest.raises(KeyboardInterrupt):
         _fit([InterruptGuard(), dropped])
     assert dropped.batches == [0]
+
+
+def test_a_ctrl_c_swallowed_after_the_last_batch_ends_the_fit_with_it(
+    python_sigint_handler,
+):
+    _fit([DropsCtrlCAtTheEnd()])  # without the guard nobody hears it
+    with pytest.raises(KeyboardInterrupt):
+        _fit([InterruptGuard(), DropsCtrlCAtTheEnd()])
 
 
 def test_the_guard_leaves_other_handlers_and_restores_pythons(python_sigint_handler):

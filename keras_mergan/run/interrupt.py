@@ -17,7 +17,8 @@ class InterruptGuard(keras.callbacks.Callback):
     when the signal lands inside NumPy's conversion of a JAX array, NumPy
     drops the exception: the run went on as if Ctrl-C had not been pressed.
     While fitting, this callback's handler raises as Python's does and also
-    remembers the press, so a swallowed one is raised again a batch later.
+    remembers the press, so a swallowed one is raised again a batch later,
+    or when the fit ends if no batch is left.
     A handler set by the program (or SIGINT ignored) is left as it is, and
     so is any thread but the main one, where handlers cannot be set.
 
@@ -54,3 +55,7 @@ class InterruptGuard(keras.callbacks.Callback):
         if self._installed:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             self._installed = False
+        # Swallowed after the last batch (while the callbacks ending the
+        # last task score and save it): the fit ends as usual, then stops.
+        if self.pressed:
+            raise KeyboardInterrupt
