@@ -62,6 +62,8 @@ def test_a_swallowed_ctrl_c_stops_the_fit_at_the_next_batch(python_sigint_handle
     with pytest.raises(KeyboardInterrupt):
         _fit([InterruptGuard(), dropped])
     assert dropped.batches == [0]
+    # Python's handler is back, so the next fit's guard can take over.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_ctrl_c_swallowed_after_the_last_batch_ends_the_fit_with_it(

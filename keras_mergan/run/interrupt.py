@@ -42,19 +42,24 @@ class InterruptGuard(keras.callbacks.Callback):
             self._installed = True
 
     def _interrupt(self, signum, frame) -> None:
+        # Once pressed, the guard only has to raise again: Python's handler
+        # goes back at once, so a fit the interrupt ends (and that never
+        # reaches `on_train_end`) leaves no handler of ours behind.
+        self._restore_handler()
         self.pressed = True
         signal.default_int_handler(signum, frame)
+
+    def _restore_handler(self) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._installed = False
 
     def on_train_batch_end(self, batch, logs=None) -> None:
         if self.pressed:
             raise KeyboardInterrupt
 
     def on_train_end(self, logs=None) -> None:
-        # A fit ended by the interrupt skips this; the handler left behind
-        # raises as Python's own does, and the next fit resets the press.
-        if self._installed:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            self._installed = False
+        self._restore_handler()
         # Swallowed after the last batch (while the callbacks ending the
         # last task score and save it): the fit ends as usual, then stops.
         if self.pressed:
