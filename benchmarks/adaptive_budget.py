@@ -67,6 +67,10 @@ TARGET_ITERATION_FRACTION = 0.6
 TARGET_GAIN_POINTS = 3.0
 #: Where `auto` must beat the smaller fixed budget by TARGET_GAIN_POINTS.
 GAIN_TARGET_DATASETS = ("fashion",)
+#: The record's comparison keys.
+GAP_KEY = f"accuracy_gap_vs_fixed_{REFERENCE_BUDGET}"
+FRACTION_KEY = f"iteration_fraction_vs_fixed_{REFERENCE_BUDGET}"
+GAIN_KEY = f"accuracy_gain_vs_fixed_{BASELINE_BUDGET}"
 
 
 def budget_folder(budget: str, max_iters_per_task: int) -> str:
@@ -182,18 +186,21 @@ def compare(runs: dict[str, dict], auto_folder: str, dataset: str) -> dict:
         gap = reference["final_mean_accuracy"] - auto["final_mean_accuracy"]
         fraction = auto["total_iterations"] / reference["total_iterations"]
         comparison |= {
-            f"accuracy_gap_vs_fixed_{REFERENCE_BUDGET}": round(gap, 2),
-            f"iteration_fraction_vs_fixed_{REFERENCE_BUDGET}": round(fraction, 3),
-            "target_gap_and_fraction_met": gap <= TARGET_GAP_POINTS
-            and fraction <= TARGET_ITERATION_FRACTION,
+            GAP_KEY: round(gap, 2),
+            FRACTION_KEY: round(fraction, 3),
+            "target_gap_and_fraction_met": _gap_target_met(gap, fraction),
         }
     baseline = runs.get(BASELINE_BUDGET)
     if baseline is not None and baseline["finished"]:
         gain = auto["final_mean_accuracy"] - baseline["final_mean_accuracy"]
-        comparison[f"accuracy_gain_vs_fixed_{BASELINE_BUDGET}"] = round(gain, 2)
+        comparison[GAIN_KEY] = round(gain, 2)
         if dataset in GAIN_TARGET_DATASETS:
             comparison["target_gain_met"] = gain >= TARGET_GAIN_POINTS
     return comparison
+
+
+def _gap_target_met(gap: float, fraction: float) -> bool:
+    return gap <= TARGET_GAP_POINTS and fraction <= TARGET_ITERATION_FRACTION
 
 
 def gather(runs: Path, max_iters_per_task: int) -> dict:
@@ -311,8 +318,8 @@ def _comparison_lines(dataset: str, method: str, entry: dict) -> list[str]:
         if "budget_summary" in task
     ]
     for budget, key in (
-        (REFERENCE_BUDGET, f"accuracy_gap_vs_fixed_{REFERENCE_BUDGET}"),
-        (BASELINE_BUDGET, f"accuracy_gain_vs_fixed_{BASELINE_BUDGET}"),
+        (REFERENCE_BUDGET, GAP_KEY),
+        (BASELINE_BUDGET, GAIN_KEY),
     ):
         if key not in entry:
             continue
@@ -324,7 +331,7 @@ def _comparison_lines(dataset: str, method: str, entry: dict) -> list[str]:
             f"{fixed['total_iterations']}"
         )
         if budget == REFERENCE_BUDGET:
-            fraction = entry[f"iteration_fraction_vs_fixed_{REFERENCE_BUDGET}"]
+            fraction = entry[FRACTION_KEY]
             line += (
                 f": gap {entry[key]:+.2f} points (positive: auto lower) with "
                 f"{100 * fraction:.0f}% of the iterations (target within "
@@ -365,11 +372,6 @@ def write_report(args: argparse.Namespace) -> str:
     return text
 
 
-GAP_KEY = f"accuracy_gap_vs_fixed_{REFERENCE_BUDGET}"
-FRACTION_KEY = f"iteration_fraction_vs_fixed_{REFERENCE_BUDGET}"
-GAIN_KEY = f"accuracy_gain_vs_fixed_{BASELINE_BUDGET}"
-
-
 def across_seeds(records: dict[int, dict]) -> dict:
     """`auto`'s comparisons in several seeds' records (seed -> the JSON
     record `write_report` wrote), per dataset and method, with their means
@@ -400,9 +402,8 @@ def across_seeds(records: dict[int, dict]) -> dict:
                     entry[f"mean_{key}"] = round(sum(values) / len(values), 3)
                     entry[f"seeds_with_{key}"] = len(values)
             if f"mean_{GAP_KEY}" in entry and f"mean_{FRACTION_KEY}" in entry:
-                entry["target_gap_and_fraction_met"] = (
-                    entry[f"mean_{GAP_KEY}"] <= TARGET_GAP_POINTS
-                    and entry[f"mean_{FRACTION_KEY}"] <= TARGET_ITERATION_FRACTION
+                entry["target_gap_and_fraction_met"] = _gap_target_met(
+                    entry[f"mean_{GAP_KEY}"], entry[f"mean_{FRACTION_KEY}"]
                 )
             if f"mean_{GAIN_KEY}" in entry and dataset in GAIN_TARGET_DATASETS:
                 entry["target_gain_met"] = (
