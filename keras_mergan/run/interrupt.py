@@ -30,7 +30,6 @@ class InterruptGuard(keras.callbacks.Callback):
     def __init__(self) -> None:
         super().__init__()
         self.pressed = False
-        self._installed = False
 
     def on_train_begin(self, logs=None) -> None:
         self.pressed = False
@@ -39,7 +38,6 @@ class InterruptGuard(keras.callbacks.Callback):
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler
         ):
             signal.signal(signal.SIGINT, self._interrupt)
-            self._installed = True
 
     def _interrupt(self, signum, frame) -> None:
         # Once pressed, the guard only has to raise again: Python's handler
@@ -50,9 +48,8 @@ class InterruptGuard(keras.callbacks.Callback):
         signal.default_int_handler(signum, frame)
 
     def _restore_handler(self) -> None:
-        if self._installed:
+        if signal.getsignal(signal.SIGINT) == self._interrupt:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            self._installed = False
 
     def on_train_batch_end(self, batch, logs=None) -> None:
         if self.pressed:

@@ -223,6 +223,23 @@ def find_resume_point(run_dir: str | os.PathLike, stream: TaskStream) -> ResumeP
     return ResumePoint(done, 0, done)
 
 
+def ordered_fit_callbacks(
+    stream: TaskStream,
+    callbacks: Sequence[keras.callbacks.Callback],
+    checkpoint: keras.callbacks.Callback,
+) -> list[keras.callbacks.Callback]:
+    """A run's `model.fit` callbacks in their order: `InterruptGuard` first,
+    so a swallowed Ctrl-C stops the fit before any other callback works on;
+    `TaskSequence` before the run's `callbacks`, which find the task begun;
+    the checkpoint last, once every file of a finished task is written.
+
+    Example:
+
+    >>> # ordered_fit_callbacks(stream, [recorder], TrainingCheckpoint(...))
+    """
+    return [InterruptGuard(), TaskSequence(stream), *callbacks, checkpoint]
+
+
 def fit_tasks(
     model: keras.Model,
     stream: TaskStream,
@@ -285,12 +302,7 @@ def fit_tasks(
                 initial_epoch=task,
                 epochs=last,
                 steps_per_epoch=stream.steps_per_task - step,
-                callbacks=[
-                    InterruptGuard(),
-                    TaskSequence(part),
-                    *callbacks,
-                    checkpoint,
-                ],
+                callbacks=ordered_fit_callbacks(part, callbacks, checkpoint),
                 shuffle=False,
                 verbose=verbose,
             )

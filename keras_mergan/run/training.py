@@ -38,19 +38,18 @@ from keras_mergan.run.callbacks import (
     RunRecorder,
     TaskExport,
     TaskProgress,
-    TaskSequence,
     TrainingCheckpoint,
     report_callbacks,
 )
 from keras_mergan.run.config import RunConfig
 from keras_mergan.run.extension import check_extension
-from keras_mergan.run.interrupt import InterruptGuard
 from keras_mergan.run.resume import (
     ResumePoint,
     RunMismatchError,
     check_run_info,
     find_resume_point,
     fit_tasks,
+    ordered_fit_callbacks,
 )
 from keras_mergan.run_folder import (
     CHECKPOINT_FOLDER,
@@ -181,12 +180,7 @@ class PreparedRun:
             self.stream,
             self.config.checkpoint_every,
         )
-        return [
-            InterruptGuard(),
-            TaskSequence(self.stream),
-            *self.callbacks,
-            checkpoint,
-        ]
+        return ordered_fit_callbacks(self.stream, self.callbacks, checkpoint)
 
 
 def prepare_run(
